@@ -1,0 +1,439 @@
+"""Data sets of the study: pure generators and a deterministic, checksummed file format.
+
+Every generator is a pure function of its settings and its seed and returns a `Dataset`:
+train/test arrays plus the arrays that define the target (so the noiseless target can be
+evaluated on test points) and a JSON-able `settings` dict. Conventions:
+
+- Regression targets `y_*` are 1-D `[n]`; classification targets are one-hot `[n, C]`
+  (for squared-loss training) with the integer classes in `labels_*`.
+- Inputs are *not* normalized to unit norm: every data set is scaled so that
+  E‖x‖² ≈ D (D the input dimension). The kernels and networks of this package see x·x'/D
+  in their first layer, so this keeps first-layer pre-activations of order one.
+
+Files: `save_dataset` writes `<name>.npz` (every array) and `<name>.json` (sizes, dims,
+seed, settings and the sha256 of each array). Both are byte-for-byte identical for the same
+settings: the zip entries carry a fixed timestamp and JSON keys are sorted. Both are written
+atomically (a temporary file renamed into place), so an interrupted run leaves either the
+old file or the new one, never half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from widthlab.validation import ConfigError, check_fraction, check_nonnegative, check_positive_int
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One data set: train/test arrays, the arrays that define its target, its settings."""
+
+    name: str
+    task: str  # "regression" or "classification"
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array by the name it is stored under."""
+        return {
+            "x_train": self.x_train,
+            "y_train": self.y_train,
+            "x_test": self.x_test,
+            "y_test": self.y_test,
+            **self.extras,
+        }
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if self.y_train.ndim == 1 else int(self.y_train.shape[1])
+
+
+def _uniform_sphere(rng: np.random.Generator, n: int, dim: int, radius: float) -> np.ndarray:
+    # A standard Gaussian is rotation invariant, so its direction is uniform on the sphere.
+    g = rng.standard_normal((n, dim))
+    return radius * g / np.linalg.norm(g, axis=1, keepdims=True)
+
+
+def sphere_linear(
+    n_train: int,
+    n_test: int,
+    dim: int,
+    signal: float = 1.0,
+    nonlinear: float = 0.0,
+    noise: float = 0.5,
+    seed: int = 0,
+) -> Dataset:
+    """The setting of Mei & Montanari (2019): a linear target plus a degree-2 part on the sphere.
+
+    x ~ Unif(S^{D−1}(√D)), i.e. uniform on the sphere of radius √D in R^D, and
+
+        y = ⟨β₁, x⟩ + F★ · (⟨w, x⟩² − 1) / √(2(D−1)/(D+2)) + ε,   ε ~ N(0, τ²),
+
+    with β₁ uniform on the sphere of radius F₁ = `signal`, w a uniform unit vector,
+    F★ = `nonlinear` and τ = `noise`. Since ⟨w, x⟩ = √D·u₁ with u uniform on the unit
+    sphere, E⟨w,x⟩² = 1 and Var⟨w,x⟩² = 3D/(D+2) − 1 = 2(D−1)/(D+2): the degree-2 part has
+    mean 0 and variance exactly F★², and the linear part has variance ‖β₁‖²·E[x₁²] = F₁²
+    (E[x_i²] = 1 on this sphere). Test targets carry noise too; the noiseless target f★ of
+    both splits is stored as `f_train`/`f_test`, with β₁ (`beta1`) and w (`w`), so the excess risk
+    E(f̂ − f★)² can be measured exactly.
+    """
+    check_positive_int("data.n_train", n_train)
+    check_positive_int("data.n_test", n_test)
+    check_positive_int("data.dim", dim, minimum=2)
+    check_nonnegative("data.signal", signal)
+    check_nonnegative("data.nonlinear", nonlinear)
+    check_nonnegative("data.noise", noise)
+    rng = np.random.default_rng(seed)
+    beta1 = _uniform_sphere(rng, 1, dim, signal)[0]
+    w = _uniform_sphere(rng, 1, dim, 1.0)[0]
+    x = _uniform_sphere(rng, n_train + n_test, dim, np.sqrt(dim))
+    quad_scale = np.sqrt(2.0 * (dim - 1) / (dim + 2))
+    f = x @ beta1 + nonlinear * ((x @ w) ** 2 - 1.0) / quad_scale
+    y = f + noise * rng.standard_normal(n_train + n_test)
+    return Dataset(
+        name="sphere_linear",
+        task="regression",
+        x_train=x[:n_train],
+        y_train=y[:n_train],
+        x_test=x[n_train:],
+        y_test=y[n_train:],
+        extras={"f_train": f[:n_train], "f_test": f[n_train:], "beta1": beta1, "w": w},
+        settings=dict(
+            n_train=n_train, n_test=n_test, dim=dim, signal=float(signal),
+            nonlinear=float(nonlinear), noise=float(noise), seed=seed,
+        ),
+    )  # fmt: skip
+
+
+def teacher(
+    n_train: int,
+    n_test: int,
+    dim: int,
+    teacher_width: int = 64,
+    noise: float = 0.1,
+    seed: int = 0,
+) -> Dataset:
+    """Gaussian inputs labelled by a random one-hidden-layer ReLU teacher, plus noise.
+
+    x ~ N(0, I_D) and y = f★(x) + ε with ε ~ N(0, τ²), τ = `noise`, and
+
+        f★(x) = (1/√m) Σ_{j=1}^{m} a_j · relu(⟨v_j, x⟩/√D),   a_j ~ N(0, 1), v_j ~ N(0, I_D),
+
+    m = `teacher_width` (the NTK scaling: each pre-activation and f★ itself are O(1)).
+    The teacher's weights (`teacher_v` [m, D], `teacher_a` [m]) and the noiseless targets
+    (`f_train`, `f_test`) are stored with the data.
+    """
+    check_positive_int("data.n_train", n_train)
+    check_positive_int("data.n_test", n_test)
+    check_positive_int("data.dim", dim)
+    check_positive_int("data.teacher_width", teacher_width)
+    check_nonnegative("data.noise", noise)
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((teacher_width, dim))
+    a = rng.standard_normal(teacher_width)
+    x = rng.standard_normal((n_train + n_test, dim))
+    f = np.maximum(x @ v.T / np.sqrt(dim), 0.0) @ a / np.sqrt(teacher_width)
+    y = f + noise * rng.standard_normal(n_train + n_test)
+    return Dataset(
+        name="teacher",
+        task="regression",
+        x_train=x[:n_train],
+        y_train=y[:n_train],
+        x_test=x[n_train:],
+        y_test=y[n_train:],
+        extras={"f_train": f[:n_train], "f_test": f[n_train:], "teacher_v": v, "teacher_a": a},
+        settings=dict(
+            n_train=n_train, n_test=n_test, dim=dim, teacher_width=teacher_width,
+            noise=float(noise), seed=seed,
+        ),
+    )  # fmt: skip
+
+
+def flip_labels(
+    labels: np.ndarray, n_classes: int, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Replace round(fraction·n) labels, chosen without replacement, by a different class.
+
+    The new class is uniform over the n_classes − 1 other classes, so exactly that many
+    labels end up wrong. Returns (noisy labels, boolean mask of the flipped ones).
+    """
+    n = labels.shape[0]
+    flipped = np.zeros(n, dtype=bool)
+    flipped[rng.choice(n, size=round(fraction * n), replace=False)] = True
+    shift = rng.integers(1, n_classes, size=n)  # 1..C-1: never back to the same class
+    noisy = np.where(flipped, (labels + shift) % n_classes, labels)
+    return noisy, flipped
+
+
+def _classification_dataset(
+    name: str,
+    x_train: np.ndarray,
+    labels_train: np.ndarray,
+    x_test: np.ndarray,
+    labels_test: np.ndarray,
+    n_classes: int,
+    label_noise: float,
+    rng: np.random.Generator,
+    settings: dict[str, Any],
+) -> Dataset:
+    noisy, flipped = flip_labels(labels_train, n_classes, label_noise, rng)
+    eye = np.eye(n_classes)
+    return Dataset(
+        name=name,
+        task="classification",
+        x_train=x_train,
+        y_train=eye[noisy],
+        x_test=x_test,
+        y_test=eye[labels_test],
+        extras={
+            "labels_train": noisy,
+            "labels_test": labels_test,
+            "clean_labels_train": labels_train,
+            "flipped_train": flipped,
+        },
+        settings={**settings, "n_classes": n_classes, "label_noise": float(label_noise)},
+    )
+
+
+def digits(
+    n_train: int = 1000, label_noise: float = 0.0, seed: int = 0, n_test: int | None = None
+) -> Dataset:
+    """scikit-learn's bundled 8×8 digits (1797 images, 10 classes, D = 64), no download.
+
+    A seeded random permutation picks `n_train` training images and `n_test` test images
+    (default: all the others). Pixels are standardized per pixel with the training split's
+    mean and standard deviation (pixels constant on the training split are set to 0), so
+    E‖x‖² = the number of non-constant pixels (60 of the 64 on the full set). A fraction
+    `label_noise` of the *training* labels is replaced by a different class (`flip_labels`);
+    which ones is saved as `flipped_train`, the clean labels as `clean_labels_train`.
+    Targets are one-hot rows for squared-loss training.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x_all, labels_all = bunch.data.astype(np.float64), bunch.target.astype(np.int64)
+    n_total = x_all.shape[0]
+    check_positive_int("data.n_train", n_train, maximum=n_total - 1)
+    if n_test is None:
+        n_test = n_total - n_train
+    check_positive_int("data.n_test", n_test, maximum=n_total - n_train)
+    check_fraction("data.label_noise", label_noise)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_total)
+    train, test = order[:n_train], order[n_train : n_train + n_test]
+    x_train, x_test = standardize_per_feature(x_all[train], x_all[test])
+    return _classification_dataset(
+        "digits", x_train, labels_all[train], x_test, labels_all[test], 10, label_noise, rng,
+        dict(n_train=n_train, n_test=n_test, dim=64, seed=seed),
+    )  # fmt: skip
+
+
+def standardize_per_feature(
+    x_train: np.ndarray, x_test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x − mean)/std per feature with the training split's statistics; constant features → 0."""
+    mean = x_train.mean(axis=0)
+    std = x_train.std(axis=0)
+    scale = np.where(std > 0, std, np.inf)
+    return (x_train - mean) / scale, (x_test - mean) / scale
+
+
+OPENML_NAMES = {"mnist": "mnist_784", "fashion_mnist": "Fashion-MNIST"}
+
+
+def openml_images(
+    name: str,
+    n_train: int,
+    n_test: int,
+    label_noise: float = 0.0,
+    seed: int = 0,
+    cache_dir: str | os.PathLike[str] = "data/cache",
+    fetch: Callable[..., Any] | None = None,
+) -> Dataset:
+    """MNIST or Fashion-MNIST through OpenML, cached in `cache_dir`, subsampled.
+
+    The OpenML copies keep the canonical order: the first 60 000 rows are the training set,
+    the last 10 000 the test set. A seeded draw without replacement takes `n_train` of the
+    former and `n_test` of the latter. Pixels are divided by 255, centred per pixel with the
+    training mean, then divided by one global scale so that the mean squared norm of a
+    training image is D = 784 (a per-pixel scale would blow up the nearly constant border
+    pixels). Label noise and one-hot targets as in `digits`. `fetch` defaults to
+    `sklearn.datasets.fetch_openml` (tests pass a stand-in; nothing else touches the network).
+    """
+    if name not in OPENML_NAMES:
+        raise ConfigError("data.name", name, f"one of {sorted(OPENML_NAMES)}")
+    check_positive_int("data.n_train", n_train, maximum=60_000)
+    check_positive_int("data.n_test", n_test, maximum=10_000)
+    check_fraction("data.label_noise", label_noise)
+    if fetch is None:
+        from sklearn.datasets import fetch_openml as fetch
+    bunch = fetch(OPENML_NAMES[name], version=1, as_frame=False, data_home=str(cache_dir))
+    x_all = np.asarray(bunch.data, dtype=np.float64) / 255.0
+    labels_all = np.asarray(bunch.target).astype(np.int64)
+    n_total = x_all.shape[0]
+    n_canonical_train = n_total - 10_000 if n_total > 10_000 else n_total // 2
+    if n_train > n_canonical_train or n_test > n_total - n_canonical_train:
+        raise ConfigError(
+            "data.n_train/n_test", f"{n_train}/{n_test}",
+            f"at most {n_canonical_train}/{n_total - n_canonical_train} for {name}",
+        )  # fmt: skip
+    rng = np.random.default_rng(seed)
+    train = rng.choice(n_canonical_train, size=n_train, replace=False)
+    test = n_canonical_train + rng.choice(n_total - n_canonical_train, size=n_test, replace=False)
+    mean = x_all[train].mean(axis=0)
+    x_train, x_test = x_all[train] - mean, x_all[test] - mean
+    scale = np.sqrt(np.mean(np.sum(x_train**2, axis=1)) / x_train.shape[1])
+    return _classification_dataset(
+        name, x_train / scale, labels_all[train], x_test / scale, labels_all[test], 10,
+        label_noise, rng, dict(n_train=n_train, n_test=n_test, dim=int(x_all.shape[1]), seed=seed),
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- files
+
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed entry timestamp: same arrays ⇒ same bytes
+
+
+def sha256_of_array(a: np.ndarray) -> str:
+    """sha256 of the array's .npy serialization (dtype, shape and C-order bytes)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return hashlib.sha256(buf.getvalue()).hexdigest()
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Mapping[str, Any]) -> None:
+    """Write `obj` as sorted, indented JSON, atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n"
+    _atomic_write_bytes(Path(path), text.encode())
+
+
+def dataset_metadata(ds: Dataset) -> dict[str, Any]:
+    """The JSON record of a data set: sizes, dims, settings and a checksum per array."""
+    arrays = ds.arrays()
+    return {
+        "name": ds.name,
+        "task": ds.task,
+        "format_version": FORMAT_VERSION,
+        "n_train": int(ds.x_train.shape[0]),
+        "n_test": int(ds.x_test.shape[0]),
+        "dim": int(ds.x_train.shape[1]),
+        "n_outputs": ds.n_outputs,
+        "settings": ds.settings,
+        "arrays": {
+            k: {"shape": list(v.shape), "dtype": str(v.dtype), "sha256": sha256_of_array(v)}
+            for k, v in sorted(arrays.items())
+        },
+    }
+
+
+def save_dataset(ds: Dataset, directory: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write `<directory>/<name>.npz` and `<name>.json`; returns both paths."""
+    directory = Path(directory)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key, arr in sorted(ds.arrays().items()):
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
+    npz_path, json_path = directory / f"{ds.name}.npz", directory / f"{ds.name}.json"
+    _atomic_write_bytes(npz_path, buf.getvalue())
+    atomic_write_json(json_path, dataset_metadata(ds))
+    return npz_path, json_path
+
+
+class DataFileError(RuntimeError):
+    """A data file is missing or does not match its checksums."""
+
+
+def load_dataset(name: str, directory: str | os.PathLike[str] = "data") -> Dataset:
+    """Read a data set written by `save_dataset`, verifying every array's sha256.
+
+    A missing or corrupted file raises `DataFileError` saying which stage to rerun.
+    """
+    directory = Path(directory)
+    npz_path, json_path = directory / f"{name}.npz", directory / f"{name}.json"
+    rerun = (
+        f"regenerate it with `dvc repro data@{name}` (or `python pipelines/data.py data={name}`)"
+    )
+    if not npz_path.exists() or not json_path.exists():
+        raise DataFileError(f"data set {name!r} not found in {directory}/: {rerun}")
+    try:
+        meta = json.loads(json_path.read_text())
+        with np.load(npz_path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataFileError(
+            f"data set {name!r} in {directory}/ is unreadable ({exc}): {rerun}"
+        ) from exc
+    expected = meta.get("arrays", {})
+    if set(expected) != set(arrays) or any(
+        sha256_of_array(arrays[k]) != v["sha256"] for k, v in expected.items()
+    ):
+        raise DataFileError(
+            f"data set {name!r} in {directory}/ does not match its checksums: {rerun}"
+        )
+    core = {k: arrays.pop(k) for k in ("x_train", "y_train", "x_test", "y_test")}
+    return Dataset(name=meta["name"], task=meta["task"], extras=arrays,
+                   settings=meta["settings"], **core)  # fmt: skip
+
+
+GENERATORS: dict[str, Callable[..., Dataset]] = {
+    "sphere_linear": sphere_linear,
+    "teacher": teacher,
+    "digits": digits,
+    "mnist": lambda **kw: openml_images("mnist", **kw),
+    "fashion_mnist": lambda **kw: openml_images("fashion_mnist", **kw),
+}
+
+
+def make_dataset(name: str, **settings: Any) -> Dataset:
+    """The data set `name` built from `settings` (the keys of its config, less `name`)."""
+    if name not in GENERATORS:
+        raise ConfigError("data.name", name, f"one of {sorted(GENERATORS)}")
+    import inspect
+
+    generator = GENERATORS[name]
+    if name in OPENML_NAMES:
+        allowed = set(inspect.signature(openml_images).parameters) - {"name", "fetch"}
+    else:
+        allowed = set(inspect.signature(generator).parameters)
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise ConfigError(f"data.{unknown[0]}", settings[unknown[0]],
+                          f"a key of data={name}: {sorted(allowed)}")  # fmt: skip
+    return generator(**settings)
