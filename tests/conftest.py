@@ -42,3 +42,32 @@ def run_pipeline(tmp_path):
         )  # fmt: skip
 
     return _run
+
+
+def load_pipeline(name: str):
+    """Import pipelines/<name>.py as a module (its Hydra main is not run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        f"pipeline_{name}", REPO / "pipelines" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def smoke_data(tmp_path_factory):
+    """The smoke profile's data sets, generated once into a temporary data folder."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from widthlab.data import make_dataset, save_dataset
+
+    folder = tmp_path_factory.mktemp("data")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for name in ("sphere_linear", "teacher", "digits"):
+            cfg = compose("config", overrides=["profile=smoke", "tracking=off", f"data={name}"])
+            settings = OmegaConf.to_container(cfg.data, resolve=True)
+            save_dataset(make_dataset(settings.pop("name"), **settings), folder)
+    return folder

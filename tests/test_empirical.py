@@ -215,3 +215,25 @@ def test_empirical_nngp_bad_arguments():
         empirical_nngp(x, width=4, depth=1, activation="sin", n_networks=4)
     with pytest.raises(ValueError, match="estimator="):
         empirical_nngp(x, width=4, depth=1, activation="relu", n_networks=4, estimator="x")
+
+
+@pytest.mark.parametrize("activation", ["relu", "erf"])
+def test_empirical_ntk_and_nngp_of_wide_nets_match_the_analytic_kernels(activation):
+    # The finite-width NTK and NNGP fluctuate by O(width^-1/2) around the analytic limit
+    # (widthlab.kernels) and are biased by O(1/width) at depth ≥ 2: at width 2048 over 8
+    # seeds the standard error (~0.7%) dwarfs the bias (~0.05%), so 4.5 standard errors is a
+    # fair bound; a wrong σ_b² or a missing layer term moves the mean by ≫ 10 standard errors.
+    from widthlab.kernels import nngp_and_ntk
+
+    x = torch.randn(6, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    spec = dict(depth=2, activation=activation, w_std=1.2, b_std=0.5)
+    nngp, ntk = nngp_and_ntk(x, **spec)
+    thetas, nngps = [], []
+    for seed in range(8):
+        net = MLP(5, 2048, seed=seed, dtype=torch.float64, **spec)
+        thetas.append(empirical_ntk(net, x))
+        nngps.append(network_nngp(net, x))
+    for samples, limit in ((torch.stack(thetas), ntk), (torch.stack(nngps), nngp)):
+        se = samples.std(dim=0) / np.sqrt(len(samples))
+        z = (samples.mean(dim=0) - limit) / se
+        assert z.abs().max() < 4.5, z

@@ -274,8 +274,9 @@ def test_relu_nngp_and_ntk_are_positively_homogeneous(depth):
     ka, ta = nngp_and_ntk(a * x, y * a, depth=depth, activation="relu", w_std=1.3)
     assert _scaled_error(ka, a**2 * k) < 1e-14
     assert _scaled_error(ta, a**2 * t) < 1e-14
-    kb = nngp_kernel(a * x, a * y, depth=depth, activation="relu", w_std=1.3, b_std=0.5)
-    assert _scaled_error(kb, a**2 * k) > 1e-3  # a bias breaks homogeneity
+    kb = nngp_kernel(x, y, depth=depth, activation="relu", w_std=1.3, b_std=0.5)
+    kab = nngp_kernel(a * x, a * y, depth=depth, activation="relu", w_std=1.3, b_std=0.5)
+    assert _scaled_error(kab, a**2 * kb) > 1e-3  # a bias breaks homogeneity
 
 
 def test_known_values_relu_depth1():

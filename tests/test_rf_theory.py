@@ -196,3 +196,10 @@ def test_hmrt_formula_values():
     assert hmrt_min_norm_risk(1.0, 1.0, 1.0) == np.inf
     with pytest.raises(ValueError, match="gamma"):
         hmrt_min_norm_risk(0.0, 1.0, 1.0)
+
+
+def test_ridgeless_risk_is_infinite_exactly_at_the_threshold():
+    # ψ₁ = ψ₂ happens in a sweep whenever d = n; it must not come out as ±1e15.
+    for activation in ("relu", "erf"):
+        assert mei_montanari_risk(2.5, 2.5, 0.0, activation=activation, noise=0.5) == float("inf")
+    assert np.isfinite(mei_montanari_risk(2.5, 2.5, 0.1, noise=0.5))

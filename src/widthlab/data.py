@@ -23,15 +23,16 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from widthlab.records import atomic_write_bytes, atomic_write_json
+from widthlab.seeding import rng_for
 from widthlab.validation import ConfigError, check_fraction, check_nonnegative, check_positive_int
 
 FORMAT_VERSION = 1
@@ -100,7 +101,7 @@ def sphere_linear(
     check_nonnegative("data.signal", signal)
     check_nonnegative("data.nonlinear", nonlinear)
     check_nonnegative("data.noise", noise)
-    rng = np.random.default_rng(seed)
+    rng = rng_for(seed, "data:sphere_linear")
     beta1 = _uniform_sphere(rng, 1, dim, signal)[0]
     w = _uniform_sphere(rng, 1, dim, 1.0)[0]
     x = _uniform_sphere(rng, n_train + n_test, dim, np.sqrt(dim))
@@ -145,7 +146,7 @@ def teacher(
     check_positive_int("data.dim", dim)
     check_positive_int("data.teacher_width", teacher_width)
     check_nonnegative("data.noise", noise)
-    rng = np.random.default_rng(seed)
+    rng = rng_for(seed, "data:teacher")
     v = rng.standard_normal((teacher_width, dim))
     a = rng.standard_normal(teacher_width)
     x = rng.standard_normal((n_train + n_test, dim))
@@ -235,7 +236,7 @@ def digits(
         n_test = n_total - n_train
     check_positive_int("data.n_test", n_test, maximum=n_total - n_train)
     check_fraction("data.label_noise", label_noise)
-    rng = np.random.default_rng(seed)
+    rng = rng_for(seed, "data:digits")
     order = rng.permutation(n_total)
     train, test = order[:n_train], order[n_train : n_train + n_test]
     x_train, x_test = standardize_per_feature(x_all[train], x_all[test])
@@ -294,7 +295,7 @@ def openml_images(
             "data.n_train/n_test", f"{n_train}/{n_test}",
             f"at most {n_canonical_train}/{n_total - n_canonical_train} for {name}",
         )  # fmt: skip
-    rng = np.random.default_rng(seed)
+    rng = rng_for(seed, "data:openml")
     train = rng.choice(n_canonical_train, size=n_train, replace=False)
     test = n_canonical_train + rng.choice(n_total - n_canonical_train, size=n_test, replace=False)
     mean = x_all[train].mean(axis=0)
@@ -316,29 +317,6 @@ def sha256_of_array(a: np.ndarray) -> str:
     buf = io.BytesIO()
     np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
     return hashlib.sha256(buf.getvalue()).hexdigest()
-
-
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Mapping[str, Any]) -> None:
-    """Write `obj` as sorted, indented JSON, atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n"
-    _atomic_write_bytes(Path(path), text.encode())
 
 
 def dataset_metadata(ds: Dataset) -> dict[str, Any]:
@@ -371,7 +349,7 @@ def save_dataset(ds: Dataset, directory: str | os.PathLike[str]) -> tuple[Path, 
             with zf.open(info, "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
     npz_path, json_path = directory / f"{ds.name}.npz", directory / f"{ds.name}.json"
-    _atomic_write_bytes(npz_path, buf.getvalue())
+    atomic_write_bytes(npz_path, buf.getvalue())
     atomic_write_json(json_path, dataset_metadata(ds))
     return npz_path, json_path
 

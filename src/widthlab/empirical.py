@@ -296,7 +296,10 @@ def empirical_nngp(
     x = x.to(dtype=dtype, device=device)
     n, d = x.shape
     if batch_size is None:
-        per_network = 3 * n * width * torch.finfo(dtype).bits // 8
+        # Activations (3 buffers of n × width) and weights (held twice: the draws and their
+        # stacked copy) of one network, so that a batch stays within about 256 MiB.
+        n_weights = sum(a * b for a, b in itertools.pairwise([d] + [width] * depth + [1]))
+        per_network = (3 * n * width + 2 * n_weights) * torch.finfo(dtype).bits // 8
         batch_size = max(1, min(n_networks, (256 << 20) // max(per_network, 1)))
     batch_size = _check_int("batch_size", batch_size, 1)
     fans = [d] + [width] * depth + [1]

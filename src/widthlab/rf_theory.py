@@ -157,6 +157,10 @@ def mei_montanari_risk(
     `ridge_mm` is their λ (= D·λ_ours). Returns inf at the ridgeless singularity ψ₁ = ψ₂.
     """
     m = activation if isinstance(activation, ActivationMoments) else activation_moments(activation)
+    if ridge_mm == 0 and abs(psi1 - psi2) <= 1e-12 * max(psi1, psi2):
+        # At the interpolation threshold the ridgeless risk diverges; in floating point E₀
+        # rounds to a tiny non-zero number and B, V come out as ±1e15 garbage instead.
+        return float("inf")
     b, v = mm_bias_variance(m.zeta, psi1, psi2, ridge_mm / m.mu_star**2)
     if not np.isfinite(b) or not np.isfinite(v):
         return float("inf")

@@ -102,6 +102,7 @@ class JobRun:
 
     def __init__(self, client: Any | None, run_id: str | None) -> None:
         self.client, self.run_id = client, run_id
+        self.failed = False
 
     @property
     def active(self) -> bool:
@@ -124,6 +125,12 @@ class JobRun:
             from mlflow.entities import RunTag
 
             self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def mark_failed(self) -> None:
+        """End the run as FAILED now (`job_run` then leaves it as it is)."""
+        if self.active:
+            self.client.set_terminated(self.run_id, status="FAILED")
+            self.failed = True
 
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
         if self.active:
@@ -177,7 +184,8 @@ def job_run(
         client.set_tag(job.run_id, "widthlab.failure", f"{type(exc).__name__}: {exc}"[:5000])
         client.set_terminated(job.run_id, status="FAILED")
         raise
-    client.set_terminated(job.run_id, status="FINISHED")
+    if not job.failed:
+        client.set_terminated(job.run_id, status="FINISHED")
 
 
 try:  # Hydra is a dependency, but keep the library importable without it.

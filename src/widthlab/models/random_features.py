@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from widthlab.activations import get_activation
+from widthlab.seeding import rng_for
 from widthlab.solvers import ridge_solution
 
 FEATURE_DISTRIBUTIONS = ("gaussian", "sphere")
@@ -49,7 +50,8 @@ def draw_features(
 ) -> np.ndarray:
     """First-layer weights A = [α_1, …, α_dmax] of shape [D, d_max], float64.
 
-    Column k is generated from the stream of `numpy.random.default_rng(seed)` right after
+    Column k is generated from the stream `rng_for(seed, "features")` (independent of the
+    data sets' streams for the same integer, `widthlab.seeding`) right after
     columns 1..k-1 (row-major draw of a [d_max, D] matrix), so ``A[:, :d]`` does not depend on
     ``max_width`` ≥ d: features are nested across widths. ``"gaussian"``: α ~ N(0, I/D);
     ``"sphere"``: α = g/‖g‖ with g ~ N(0, I), uniform on the unit sphere.
@@ -57,7 +59,7 @@ def draw_features(
     _check_positive_int("dim", dim)
     _check_positive_int("max_width", max_width)
     _check_choice("distribution", distribution, FEATURE_DISTRIBUTIONS)
-    g = np.random.default_rng(seed).standard_normal((max_width, dim))
+    g = rng_for(seed, "features").standard_normal((max_width, dim))
     if distribution == "gaussian":
         g /= np.sqrt(dim)
     else:

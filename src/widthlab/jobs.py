@@ -1,0 +1,136 @@
+"""Running one job of a study sweep: measure, record, track. Edge code for `pipelines/`.
+
+A study config names the config keys that identify a job within its sweep
+(`study.job_keys`, e.g. `[model.width, model.depth, model.activation, seed]`). A job:
+
+1. measures (a function of the config returning a flat dict of numbers);
+2. writes its record atomically to `<paths.results_dir>/<study.name>/records/<key>.json`,
+   `key` built from the job keys' values (a fixed path, never a timestamp);
+3. logs the same metrics to its MLflow child run.
+
+A job that raises (a NaN, a singular solve, a bug) does not stop the sweep: its record says
+`"status": "failed"` with the reason, its MLflow run is marked FAILED, and the traceback goes
+to the log. Configuration errors (`ConfigError`) are different: they stop everything at once,
+before any work (see `widthlab.validation.exit_on_config_error`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from widthlab.records import atomic_write_json, config_hash, job_key, provenance
+from widthlab.tracking import job_run
+from widthlab.validation import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Top-level config keys that do not change a job's numbers (where results go, where they
+# are logged): left out of the config hash.
+NON_RESULT_KEYS = ("hydra", "paths", "tracking")
+
+
+def mlflow_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The finite numbers of a (nested) metrics mapping, named `outer/inner`; characters MLflow
+    does not allow in a metric name (such as `=`) become `_`."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = prefix + "".join(c if c.isalnum() or c in "_-. /:" else "_" for c in str(key))
+        if isinstance(value, Mapping):
+            out.update(mlflow_metrics(value, prefix=f"{name}/"))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            if math.isfinite(value):
+                out[name] = float(value)
+    return out
+
+
+def kept_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved config less `NON_RESULT_KEYS`, with `profile` reduced to its name (its
+    sizes are already resolved into the groups that use them)."""
+    kept = {k: v for k, v in resolved.items() if k not in NON_RESULT_KEYS}
+    if isinstance(kept.get("profile"), Mapping):
+        kept["profile"] = {"name": kept["profile"].get("name")}
+    return kept
+
+
+def resolve_device(name: str):
+    """`device` from the config: "auto" is the first CUDA GPU when there is one, else the CPU."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError("device", name, "auto, cpu, cuda or cuda:<index>") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", name, "auto or cpu (no CUDA device is available here)")
+    return device
+
+
+def job_identity(cfg: DictConfig) -> dict[str, Any]:
+    """{key: value} for every key in `study.job_keys`."""
+    keys = OmegaConf.select(cfg, "study.job_keys")
+    if not keys:
+        raise ConfigError("study.job_keys", keys, "a non-empty list of config keys")
+    identity = {}
+    for key in keys:
+        value = OmegaConf.select(cfg, key, throw_on_missing=True)
+        identity[key] = value
+    return identity
+
+
+def record_path(cfg: DictConfig, identity: Mapping[str, Any]) -> Path:
+    return Path(cfg.paths.results_dir) / cfg.study.name / "records" / f"{job_key(identity)}.json"
+
+
+def run_study_job(
+    cfg: DictConfig,
+    measure: Callable[[DictConfig], Mapping[str, Any]],
+    headline: str | None = None,
+) -> dict[str, Any]:
+    """Measure, record and track one job of the study `cfg.study.name`; returns the record.
+
+    `measure(cfg)` returns a flat mapping: numbers become MLflow metrics; anything else
+    (short lists, strings) is kept in the record only.
+    """
+    identity = job_identity(cfg)
+    key = job_key(identity)
+    path = record_path(cfg, identity)
+    resolved = kept_config(OmegaConf.to_container(cfg, resolve=True))
+    record: dict[str, Any] = {
+        "study": cfg.study.name,
+        "key": key,
+        "job": identity,
+        "config_hash": config_hash(resolved),
+        "config": resolved,
+        "provenance": provenance(),
+    }
+    start = time.perf_counter()
+    with job_run(cfg, job_name=cfg.study.name, stage=cfg.study.name, run_name=key) as run:
+        try:
+            metrics = dict(measure(cfg))
+        except ConfigError:
+            raise
+        except Exception as exc:  # one failed cell must not stop the sweep
+            log.error("job %s failed:\n%s", key, traceback.format_exc())
+            record.update(status="failed", reason=f"{type(exc).__name__}: {exc}", metrics={})
+            record["timing"] = {"seconds": time.perf_counter() - start}
+            atomic_write_json(path, record)
+            run.set_tags({"widthlab.failure": record["reason"][:5000]})
+            run.mark_failed()
+            return record
+        record.update(status="ok", metrics=metrics)
+        record["timing"] = {"seconds": time.perf_counter() - start}
+        atomic_write_json(path, record)
+        run.log_metrics({**mlflow_metrics(metrics), "seconds": record["timing"]["seconds"]})
+    shown = f" {headline}={metrics[headline]:.4g}" if headline in metrics else ""
+    log.info("%s %s:%s (%.2f s)", cfg.study.name, key, shown, record["timing"]["seconds"])
+    return record

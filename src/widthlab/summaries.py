@@ -1,0 +1,225 @@
+"""From job records to a study's tables and headline numbers (pure functions, no files).
+
+Every study gets:
+- a tidy table, one row per job: its identifying values, status, metrics, seconds;
+- curves, one row per (group, width): mean, standard deviation and count over seeds;
+- a summary dict: the headline numbers, and the failed jobs (listed, never dropped).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from widthlab.stats import loglog_slope
+
+
+def _short(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def _parse(value: str) -> Any:
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+
+
+def tidy_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per job and condition: identity (short names), status, reason, metrics,
+    seconds. A metric that is itself a mapping under a key `name=value` (e.g. `ridge=1e-05`,
+    several conditions solved in one job) becomes a row of its own with a column `name`."""
+    rows = []
+    for rec in records:
+        base = {_short(k): v for k, v in rec["job"].items()}
+        base["status"] = rec["status"]
+        base["reason"] = rec.get("reason", "")
+        metrics = rec.get("metrics", {})
+        scalars = {k: v for k, v in metrics.items() if not isinstance(v, Mapping)}
+        conditions = {k: v for k, v in metrics.items() if isinstance(v, Mapping)}
+        seconds = rec.get("timing", {}).get("seconds")
+        if not conditions:
+            rows.append({**base, **scalars, "seconds": seconds})
+        for key, values in conditions.items():
+            name, _, value = key.partition("=")
+            rows.append({**base, name: _parse(value), **scalars, **values, "seconds": seconds})
+    return rows
+
+
+def failed_jobs(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"key": r["key"], "reason": r.get("reason", "")} for r in records if r["status"] != "ok"
+    ]
+
+
+def mean_std_curves(
+    rows: list[Mapping[str, Any]], group_by: tuple[str, ...], x: str, metrics: Iterable[str]
+) -> list[dict[str, Any]]:
+    """Mean, sample standard deviation and count over the rows sharing (group, x)."""
+    cells: dict[tuple, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row["status"] == "ok":
+            cells[(*(row[g] for g in group_by), row[x])].append(row)
+    out = []
+    for key in sorted(cells):  # each position holds one type (names, numbers)
+        cell = cells[key]
+        entry = dict(zip((*group_by, x), key, strict=True))
+        for metric in metrics:
+            values = np.array([r[metric] for r in cell if r.get(metric) is not None], float)
+            if values.size == 0:
+                continue
+            entry[f"{metric}_mean"] = float(values.mean())
+            entry[f"{metric}_std"] = float(values.std(ddof=1)) if values.size > 1 else 0.0
+            entry[f"{metric}_count"] = int(values.size)
+        out.append(entry)
+    return out
+
+
+def _slope_summary(rows: list[Mapping[str, Any]], x: str, metric: str) -> dict[str, Any]:
+    """Pooled OLS slope over every (seed, width) point, and the spread of per-seed slopes."""
+    ok = [r for r in rows if r["status"] == "ok" and r.get(metric) is not None]
+    fit = loglog_slope(np.array([r[x] for r in ok]), np.array([r[metric] for r in ok]))
+    per_seed = []
+    for seed in sorted({r["seed"] for r in ok}):
+        mine = [r for r in ok if r["seed"] == seed]
+        s = loglog_slope(np.array([r[x] for r in mine]), np.array([r[metric] for r in mine]))
+        if math.isfinite(s.slope):
+            per_seed.append(s.slope)
+    return {
+        **fit.as_dict(),
+        "per_seed_slope_mean": float(np.mean(per_seed)) if per_seed else None,
+        "per_seed_slope_std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None,
+        "widths": sorted({r[x] for r in ok}),
+    }
+
+
+NTK_KERNELS = {
+    "ntk": "ntk_distance",
+    "nngp": "nngp_distance",
+    "mc_nngp": "mc_nngp_distance",
+}
+
+
+def summarize_ntk_convergence(records: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Slopes of log distance vs log width per (kernel, depth, activation)."""
+    rows = tidy_rows(records)
+    slopes: dict[str, Any] = {}
+    for depth, activation in sorted({(r["depth"], r["activation"]) for r in rows}):
+        group = [r for r in rows if r["depth"] == depth and r["activation"] == activation]
+        for kernel, metric in NTK_KERNELS.items():
+            if any(r.get(metric) is not None for r in group):
+                name = f"{kernel}_depth{depth}_{activation}"
+                slopes[name] = _slope_summary(group, "width", metric)
+    return {
+        "study": "ntk_convergence",
+        "n_jobs": len(rows),
+        "n_failed": sum(r["status"] != "ok" for r in rows),
+        "failed": failed_jobs(records),
+        "slopes": slopes,
+    }
+
+
+def ntk_convergence_curves(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    metrics = [*NTK_KERNELS.values(), "ntk_diagonal_error", "nngp_diagonal_error"]
+    return mean_std_curves(tidy_rows(records), ("depth", "activation"), "width", metrics)
+
+
+RF_METRICS = (
+    "excess_risk", "test_mse", "train_mse", "test_error", "train_error", "beta_norm",
+    "gram_condition", "theory_excess_risk", "kernel_limit_excess_risk", "kernel_limit_test_mse",
+    "kernel_limit_test_error", "kkt_feasibility", "kkt_stationarity", "gd_limit_distance",
+    "gd_explicit_vs_closed_form", "gd_steps_to_min_norm",
+)  # fmt: skip
+
+
+def double_descent_rf_curves(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows = [r for r in tidy_rows(records) if "ridge" in r]  # failed jobs have no conditions
+    for row in rows:  # d/n as the x axis: the actual width over n, after rounding
+        row["d_over_n"] = row["width"] / row["n_train"]
+    return mean_std_curves(rows, ("name", "ridge"), "d_over_n", RF_METRICS)
+
+
+def _max_over_ok(rows: list[Mapping[str, Any]], metric: str) -> float | None:
+    values = [r[metric] for r in rows if r["status"] == "ok" and r.get(metric) is not None]
+    return float(max(values)) if values else None
+
+
+def summarize_double_descent_rf(
+    records: list[Mapping[str, Any]], threshold_band: tuple[float, float] = (0.8, 1.25)
+) -> dict[str, Any]:
+    """Per (data set, ridge): where the seed-averaged test error peaks and how high, the
+    infinite-width kernel's error, agreement with the theory outside `threshold_band` (in
+    d/n), and the worst KKT / gradient-descent residuals over interpolating jobs."""
+    rows = tidy_rows(records)
+    n_jobs = len(records)
+    curves = double_descent_rf_curves(records)
+    out: dict[str, Any] = {}
+    for name, ridge in sorted({(c["name"], c["ridge"]) for c in curves}):
+        mine = [c for c in curves if c["name"] == name and c["ridge"] == ridge]
+        metric = "excess_risk" if "excess_risk_mean" in mine[0] else "test_mse"
+        peak = max(mine, key=lambda c: c[f"{metric}_mean"])
+        last = max(mine, key=lambda c: c["d_over_n"])
+        entry: dict[str, Any] = {
+            "metric": metric,
+            "peak_d_over_n": peak["d_over_n"],
+            "peak_height": peak[f"{metric}_mean"],
+            "largest_width_d_over_n": last["d_over_n"],
+            "largest_width_error": last[f"{metric}_mean"],
+            "kernel_limit_error": last.get(f"kernel_limit_{metric}_mean"),
+            "seeds": peak[f"{metric}_count"],
+        }
+        if "test_error_mean" in peak:
+            entry["peak_test_error"] = peak["test_error_mean"]
+            entry["largest_width_test_error"] = last["test_error_mean"]
+            entry["kernel_limit_test_error"] = last.get("kernel_limit_test_error_mean")
+        theory = [c for c in mine if "theory_excess_risk_mean" in c
+                  and not threshold_band[0] <= c["d_over_n"] <= threshold_band[1]]  # fmt: skip
+        if theory:
+            dev = [abs(c["excess_risk_mean"] / c["theory_excess_risk_mean"] - 1) for c in theory]
+            worst = theory[int(np.argmax(dev))]
+            entry["theory_max_relative_deviation"] = float(max(dev))
+            entry["theory_worst_d_over_n"] = worst["d_over_n"]
+        group = [r for r in rows if r["name"] == name and r.get("ridge") == ridge]
+        for check in ("kkt_feasibility", "kkt_stationarity", "gd_limit_distance",
+                      "gd_explicit_vs_closed_form"):  # fmt: skip
+            worst_value = _max_over_ok(group, check)
+            if worst_value is not None:
+                entry[f"max_{check}"] = worst_value
+        out[f"{name}_ridge{ridge:g}"] = entry
+    return {
+        "study": "double_descent_rf",
+        "n_jobs": n_jobs,
+        "n_failed": sum(r["status"] != "ok" for r in records),
+        "failed": failed_jobs(records),
+        "curves": out,
+    }
+
+
+def gd_early_stopping_curves(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Excess risk of gradient descent stopped after t steps, mean ± sd over seeds, per d/n."""
+    rows = []
+    for row in tidy_rows(records):
+        if row["status"] != "ok" or "gd_times" not in row:
+            continue
+        for t, risk in zip(row["gd_times"], row["gd_excess_risk"], strict=True):
+            rows.append({"status": "ok", "name": row["name"], "steps": t,
+                         "d_over_n": row["width"] / row["n_train"], "seed": row["seed"],
+                         "gd_excess_risk": risk})  # fmt: skip
+    return mean_std_curves(rows, ("name", "steps"), "d_over_n", ["gd_excess_risk"])
+
+
+# study → (summary function, {CSV file name: table function}), all of records.
+SUMMARIZERS: dict[str, tuple[Callable, dict[str, Callable]]] = {
+    "ntk_convergence": (summarize_ntk_convergence, {"curves.csv": ntk_convergence_curves}),
+    "double_descent_rf": (
+        summarize_double_descent_rf,
+        {"curves.csv": double_descent_rf_curves, "gd_curves.csv": gd_early_stopping_curves},
+    ),
+}
