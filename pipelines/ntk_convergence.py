@@ -5,9 +5,10 @@ Usage:
     python pipelines/ntk_convergence.py study=ntk_convergence model.width=512 model.depth=2
 
 For one network of the given width, depth, activation and seed (NTK parameterization,
-float64, on `device`) on the probe set — the first `study.n_probe` training inputs of `data` — it
-measures the relative Frobenius distance ‖K̂ − K‖_F/‖K‖_F to the analytic limit K
-(`widthlab.kernels`) and the relative error of the diagonal, for
+float64, on `device`) on the probe set — the first `study.n_probe` training inputs of `data`
+(digits in the study config) — it measures the relative Frobenius distance
+‖K̂ − K‖_F/‖K‖_F to the analytic limit K (`widthlab.kernels`) and the relative error of
+the diagonal, for
   (a) the empirical NTK Θ̂ = Σ_p ∂f/∂p ∂f/∂p of the network;
   (b) the NNGP of the network: the covariance of its output over the readout's init with the
       hidden layers held fixed, (w_std²/width) Σ_k φ(z_k(x)) φ(z_k(x')) + b_std²;

@@ -1,5 +1,6 @@
 """The whole pipeline through `dvc repro`, on a copy of the repository, with profile=smoke."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,22 @@ def test_dvc_repro_smoke_end_to_end(tmp_path, monkeypatch):
     assert sorted(r.info.run_name for r in runs) == ["digits", "sphere_linear", "teacher"]
     assert {r.info.status for r in runs} == {"FINISHED"}
 
+    # Every study: records for the whole sweep, a summary with no failures, MLflow children.
+    expected_jobs = {"ntk_convergence": 3 * 2 * 2 * 2, "double_descent_rf": 10 * 2 + 10}
+    for study, n_jobs in expected_jobs.items():
+        folder = repo / "results" / study
+        assert len(list((folder / "records").glob("*.json"))) == n_jobs
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["n_jobs"] == n_jobs and summary["n_failed"] == 0
+        assert (folder / "curves.csv").read_text().count("\n") > 1
+        exp = client.get_experiment_by_name(study)
+        runs = client.search_runs([exp.experiment_id], max_results=1000)
+        children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+        assert len(children) == n_jobs
+        assert {r.info.status for r in children} == {"FINISHED"}
+    metrics = dvc(repo, "metrics", "show", "--json").stdout
+    assert "slopes" in metrics and "peak_d_over_n" in metrics
+
     second = dvc(repo, "repro")
     assert "Running stage" not in second.stdout
     assert "Data and pipelines are up to date" in second.stdout
@@ -66,3 +83,5 @@ def test_dvc_repro_smoke_end_to_end(tmp_path, monkeypatch):
     assert "Running stage 'data@teacher'" in third.stdout
     assert "Running stage 'data@sphere_linear'" not in third.stdout
     assert "Running stage 'data@digits'" not in third.stdout
+    assert "Running stage 'ntk_convergence'" not in third.stdout  # reads digits only
+    assert "Running stage 'double_descent_rf'" not in third.stdout

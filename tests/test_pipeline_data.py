@@ -30,7 +30,7 @@ def test_multirun_logs_one_parent_and_a_child_per_job(run_pipeline, tmp_path):
     assert sphere.info.status == "FINISHED"
     assert sphere.data.params["data.dim"] == "20"  # smoke profile, resolved and flattened
     assert sphere.data.params["data.noise"] == "0.5"
-    assert sphere.data.metrics["n_train"] == 60
+    assert sphere.data.metrics["n_train"] == 120  # the smoke pool: 2 seeds × n = 60
     assert sphere.data.tags["widthlab.stage"] == "data"
     assert sphere.data.tags["widthlab.study"] == "data"
     assert "widthlab.git_commit" in sphere.data.tags

@@ -71,7 +71,7 @@ def test_ntk_job_distances_match_an_independent_jacobian_ntk(compose_cfg, smoke_
                       "model.width=64", "model.depth=2", "model.activation=erf",
                       "seed=3")  # fmt: skip
     metrics = ntk_convergence.measure(cfg)
-    x = torch.as_tensor(load_dataset("sphere_linear", smoke_data).x_train[: cfg.study.n_probe])
+    x = torch.as_tensor(load_dataset("digits", smoke_data).x_train[: cfg.study.n_probe])
     from widthlab.empirical import empirical_ntk
     from widthlab.models.mlp import MLP
 
