@@ -71,6 +71,13 @@ def test_dvc_repro_smoke_end_to_end(tmp_path, monkeypatch):
         assert {r.info.status for r in children} == {"FINISHED"}
     metrics = dvc(repo, "metrics", "show", "--json").stdout
     assert "slopes" in metrics and "peak_d_over_n" in metrics
+    page = (repo / "reports" / "report.md").read_text()
+    assert "missing: run `dvc repro`" not in page  # every figure exists
+    for study in expected_jobs:
+        assert len(list((repo / "results" / study / "figures").glob("*.png"))) >= 3
+    dvc(repo, "plots", "show", "-o", str(tmp_path / "plots"))
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert "rf_test_error_vs_width" in html and "kernel_convergence.png" in html
 
     second = dvc(repo, "repro")
     assert "Running stage" not in second.stdout

@@ -128,7 +128,9 @@ def summarize_ntk_convergence(records: list[Mapping[str, Any]]) -> dict[str, Any
 
 def ntk_convergence_curves(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     metrics = [*NTK_KERNELS.values(), "ntk_diagonal_error", "nngp_diagonal_error"]
-    return mean_std_curves(tidy_rows(records), ("depth", "activation"), "width", metrics)
+    curves = mean_std_curves(tidy_rows(records), ("depth", "activation"), "width", metrics)
+    # One label per curve, so DVC's plot template can draw one line per group.
+    return [{"group": f"{c['activation']} depth {c['depth']}", **c} for c in curves]
 
 
 RF_METRICS = (
@@ -143,7 +145,8 @@ def double_descent_rf_curves(records: list[Mapping[str, Any]]) -> list[dict[str,
     rows = [r for r in tidy_rows(records) if "ridge" in r]  # failed jobs have no conditions
     for row in rows:  # d/n as the x axis: the actual width over n, after rounding
         row["d_over_n"] = row["width"] / row["n_train"]
-    return mean_std_curves(rows, ("name", "ridge"), "d_over_n", RF_METRICS)
+    curves = mean_std_curves(rows, ("name", "ridge"), "d_over_n", RF_METRICS)
+    return [{"group": f"{c['name']} λ={c['ridge']:g}", **c} for c in curves]
 
 
 def _max_over_ok(rows: list[Mapping[str, Any]], metric: str) -> float | None:
@@ -212,8 +215,45 @@ def gd_early_stopping_curves(records: list[Mapping[str, Any]]) -> list[dict[str,
             rows.append({"status": "ok", "name": row["name"], "steps": t,
                          "d_over_n": row["width"] / row["n_train"], "seed": row["seed"],
                          "gd_excess_risk": risk})  # fmt: skip
-    return mean_std_curves(rows, ("name", "steps"), "d_over_n", ["gd_excess_risk"])
+    curves = mean_std_curves(rows, ("name", "steps"), "d_over_n", ["gd_excess_risk"])
+    return [{"group": f"{c['name']} t={c['steps']:g}", **c} for c in curves]
 
+
+def summarize_ntk_circle(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Spread over seeds of Θ̂(x₀, x(γ)) on the circle, relative to the limit, per width.
+
+    relative_sd = mean over γ of the sample sd over seeds, divided by the mean over γ of
+    |Θ(γ)|; its ratio between the smallest and the largest width is compared with
+    √(width ratio), the O(width^−1/2) prediction. `rows` as in circle.csv (strings allowed).
+    """
+    limit = [abs(float(r["ntk"])) for r in rows if str(r["width"]) == "inf"]
+    by_width: dict[int, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if str(r["width"]) != "inf":
+            by_width[int(r["width"])][float(r["gamma"])].append(float(r["ntk"]))
+    scale = float(np.mean(limit)) if limit else float("nan")
+    widths: dict[str, Any] = {}
+    for width in sorted(by_width):
+        curves = by_width[width]
+        sds = [np.std(v, ddof=1) for v in curves.values() if len(v) > 1]
+        seeds = min(len(v) for v in curves.values())
+        widths[str(width)] = {
+            "relative_sd": float(np.mean(sds) / scale) if sds else None,
+            "seeds": seeds,
+        }
+    out: dict[str, Any] = {"widths": widths}
+    finite = sorted(by_width)
+    lo, hi = widths.get(str(finite[0]), {}), widths.get(str(finite[-1]), {}) if finite else {}
+    if len(finite) > 1 and lo.get("relative_sd") and hi.get("relative_sd"):
+        out["sd_ratio"] = lo["relative_sd"] / hi["relative_sd"]
+        out["sqrt_width_ratio"] = float(np.sqrt(finite[-1] / finite[0]))
+    return out
+
+
+# Further inputs a study's summary reads besides its records: file → (summary key, function).
+EXTRA_SUMMARIES: dict[str, dict[str, tuple[str, Callable]]] = {
+    "ntk_convergence": {"circle.csv": ("circle", summarize_ntk_circle)},
+}
 
 # study → (summary function, {CSV file name: table function}), all of records.
 SUMMARIZERS: dict[str, tuple[Callable, dict[str, Callable]]] = {
