@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from widthlab import figures
 from widthlab.records import atomic_write_bytes, atomic_write_json, read_records
+from widthlab.schemas import validate_config
 from widthlab.summaries import EXTRA_SUMMARIES, SUMMARIZERS, tidy_rows
 from widthlab.tracking import job_run
 from widthlab.validation import ConfigError, exit_on_config_error
@@ -97,6 +98,7 @@ def latest_sweep_runs(cfg: DictConfig, study: str) -> list[str]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @exit_on_config_error
 def main(cfg: DictConfig) -> None:
+    validate_config(cfg, "aggregate")  # every group it reads, before any work
     study = cfg.study.name if cfg.study else None
     if study not in SUMMARIZERS:
         raise ConfigError("study", study, f"one of {sorted(SUMMARIZERS)}")

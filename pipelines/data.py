@@ -17,6 +17,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from widthlab.data import make_dataset, save_dataset
+from widthlab.schemas import validate_config
 from widthlab.tracking import job_run
 from widthlab.validation import exit_on_config_error
 
@@ -35,6 +36,7 @@ def summary_metrics(ds) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @exit_on_config_error
 def main(cfg: DictConfig) -> None:
+    validate_config(cfg, "data")  # every group it reads, before any work
     settings = OmegaConf.to_container(cfg.data, resolve=True)
     name = settings.pop("name")
     ds = make_dataset(name, **settings)  # validates every setting before anything is written

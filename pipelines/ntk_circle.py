@@ -25,6 +25,7 @@ from widthlab.jobs import resolve_device
 from widthlab.kernels import ntk_kernel
 from widthlab.models.mlp import MLP
 from widthlab.records import atomic_write_bytes
+from widthlab.schemas import validate_config
 from widthlab.tracking import job_run
 from widthlab.validation import check_positive_int, exit_on_config_error
 
@@ -56,6 +57,7 @@ def circle_rows(cfg: DictConfig) -> list[dict]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @exit_on_config_error
 def main(cfg: DictConfig) -> None:
+    validate_config(cfg, "ntk_circle")  # every group it reads, before any work
     rows = circle_rows(cfg)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["gamma", "width", "seed", "ntk"], lineterminator="\n")

@@ -27,6 +27,7 @@ from widthlab.data import load_dataset
 from widthlab.empirical import empirical_nngp, empirical_ntk, network_nngp
 from widthlab.jobs import resolve_device, run_study_job
 from widthlab.kernels import nngp_and_ntk
+from widthlab.schemas import validate_config
 from widthlab.stats import relative_diagonal_error, relative_frobenius_distance
 from widthlab.validation import ConfigError, check_positive_int, exit_on_config_error
 
@@ -71,6 +72,7 @@ def measure(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @exit_on_config_error
 def main(cfg: DictConfig) -> None:
+    validate_config(cfg, "ntk_convergence")  # every group it reads, before any work
     run_study_job(cfg, measure, headline="ntk_distance")
 
 

@@ -48,6 +48,7 @@ from widthlab.jobs import run_study_job
 from widthlab.kernels import random_features_kernel
 from widthlab.models.random_features import draw_features, feature_activations
 from widthlab.rf_theory import mei_montanari_risk
+from widthlab.schemas import validate_config
 from widthlab.solvers import (
     default_learning_rate,
     gradient_descent,
@@ -187,6 +188,7 @@ def gradient_descent_checks(cfg, ds, h_train, h_test, beta_min_norm) -> dict:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @exit_on_config_error
 def main(cfg: DictConfig) -> None:
+    validate_config(cfg, "random_features")  # every group it reads, before any work
     run_study_job(cfg, measure, headline="test_mse")
 
 

@@ -20,6 +20,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from widthlab.records import atomic_write_bytes
+from widthlab.schemas import validate_config
 from widthlab.validation import exit_on_config_error
 
 
@@ -177,6 +178,7 @@ def render_report(results_dir: Path, page: Path, profile: str) -> str:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @exit_on_config_error
 def main(cfg: DictConfig) -> None:
+    validate_config(cfg, "report")  # every group it reads, before any work
     page = Path(cfg.paths.reports_dir) / "report.md"
     profile = str(OmegaConf.select(cfg, "profile.name"))
     text = render_report(Path(cfg.paths.results_dir), page, profile)

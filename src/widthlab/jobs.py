@@ -26,6 +26,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from widthlab.data import DataFileError
 from widthlab.records import atomic_write_json, config_hash, job_key, provenance
 from widthlab.tracking import job_run
 from widthlab.validation import ConfigError
@@ -117,8 +118,8 @@ def run_study_job(
     with job_run(cfg, job_name=cfg.study.name, stage=cfg.study.name, run_name=key) as run:
         try:
             metrics = dict(measure(cfg))
-        except ConfigError:
-            raise
+        except (ConfigError, DataFileError):
+            raise  # every job of the sweep would fail the same way: stop it now
         except Exception as exc:  # one failed cell must not stop the sweep
             log.error("job %s failed:\n%s", key, traceback.format_exc())
             record.update(status="failed", reason=f"{type(exc).__name__}: {exc}", metrics={})

@@ -78,19 +78,38 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+@contextmanager
+def _store_creation_lock(uri: str) -> Iterator[None]:
+    """An exclusive file lock beside a SQLite store while it may be created.
+
+    Several processes opening a brand-new SQLite file at once race while creating its tables
+    and some fail; once the tables exist, concurrent writers are fine. Other stores (a
+    tracking server) need no lock.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+    from pathlib import Path
+
+    lock_path = Path(uri.removeprefix("sqlite:///") + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def ensure_experiment(uri: str, name: str) -> str:
     """The id of experiment `name` in the store at `uri`, creating store and experiment."""
-    client = _client(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        return client.create_experiment(name)
-    except Exception:  # another process created it between our two calls
+    with _store_creation_lock(uri):
+        client = _client(uri)
         exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+        if exp is not None:
+            return exp.experiment_id
+        return client.create_experiment(name)
 
 
 def _enabled(cfg: DictConfig) -> bool:
@@ -229,14 +248,22 @@ class MlflowSweepCallback(Callback):
             },
         )
         self.parent_id = run.info.run_id
+        # A sweep stopped early (a bad data file, Ctrl-C) never reaches on_multirun_end;
+        # its parent run must not stay RUNNING forever.
+        import atexit
+
+        atexit.register(self._end_parent, "KILLED")
         self.previous_env = os.environ.get(PARENT_ENV)
         os.environ[PARENT_ENV] = self.parent_id
         log.info("MLflow parent run %s in %s", self.parent_id, uri)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._end_parent("FINISHED")
+
+    def _end_parent(self, status: str) -> None:
         if self.parent_id is None:
             return
-        self.client.set_terminated(self.parent_id, status="FINISHED")
+        self.client.set_terminated(self.parent_id, status=status)
         if self.previous_env is None:
             os.environ.pop(PARENT_ENV, None)
         else:

@@ -67,7 +67,8 @@ def check_choice(key: str, value: Any, choices: list[str] | tuple[str, ...]) -> 
 
 
 def exit_on_config_error(task):
-    """Wrap a Hydra task so a `ConfigError` prints its one line and exits with status 2.
+    """Wrap a Hydra task so a `ConfigError` (or a missing or corrupted data file, which every
+    other job would meet too) prints its one line and exits with status 2.
 
     `SystemExit` passes through Hydra's error reporting, so the user sees
     `error: data.n_train=-5 is not allowed: expected an integer ≥ 1` instead of a traceback,
@@ -76,11 +77,13 @@ def exit_on_config_error(task):
     import functools
     import sys
 
+    from widthlab.data import DataFileError
+
     @functools.wraps(task)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
             return task(*args, **kwargs)
-        except ConfigError as exc:
+        except (ConfigError, DataFileError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
 

@@ -1,0 +1,336 @@
+"""Typed schemas of every config group, checked before a job does any work or writes anything.
+
+One mechanism for every entry point: `validate_config(cfg, job)` walks the groups the job
+reads, checks each key against its schema (type, range, allowed values), flags keys the
+schema does not know (a typo in a YAML file), then checks what involves two groups (a probe
+set larger than the data, seeds beyond the training pool). The first problem raises
+`ConfigError`, whose one-line message names the key, the value and what is allowed:
+
+    model.depth=0 is not allowed: expected an integer ≥ 1
+
+`validate_sweep` (through `SweepValidationCallback`, registered in conf/config.yaml) does the
+same for every job of a multirun before the first one starts, and warns when a
+double-descent sweep's widths do not cross its interpolation threshold.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping
+from numbers import Integral, Real
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from widthlab.activations import ACTIVATIONS
+from widthlab.validation import ConfigError
+
+log = logging.getLogger(__name__)
+
+Check = Callable[[str, Any], None]
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Check:
+    allowed = "an integer" + (f" ≥ {minimum}" if minimum is not None else "")
+    allowed += f" and ≤ {maximum}" if maximum is not None else ""
+
+    def check(key: str, value: Any) -> None:
+        ok = isinstance(value, Integral) and not isinstance(value, bool)
+        if (
+            not ok
+            or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)
+        ):
+            raise ConfigError(key, value, allowed)
+
+    return check
+
+
+def number(minimum: float | None = None, *, strict: bool = False, below: float | None = None):
+    """A finite real; ≥ minimum (> minimum if strict); < below."""
+    parts = ["a finite number"]
+    if minimum is not None:
+        parts.append(f"{'>' if strict else '≥'} {minimum:g}")
+    if below is not None:
+        parts.append(f"< {below:g}")
+    allowed = " ".join(parts[:1]) + (" " + " and ".join(parts[1:]) if parts[1:] else "")
+
+    def check(key: str, value: Any) -> None:
+        ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+        if ok and minimum is not None:
+            ok = value > minimum if strict else value >= minimum
+        if ok and below is not None:
+            ok = value < below
+        if not ok:
+            raise ConfigError(key, value, allowed)
+
+    return check
+
+
+def fraction(key: str, value: Any) -> None:
+    """A number in [0, 1) (label noise: a fraction of the labels, never all of them)."""
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not 0 <= value < 1:
+        raise ConfigError(key, value, "a number in [0, 1)")
+
+
+def choice(values: Iterable[str]) -> Check:
+    values = sorted(values)
+
+    def check(key: str, value: Any) -> None:
+        if value not in values:
+            raise ConfigError(key, value, f"one of {values}")
+
+    return check
+
+
+def text(key: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, value, "a non-empty string")
+
+
+def boolean(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(key, value, "true or false")
+
+
+def optional(inner: Check) -> Check:
+    def check(key: str, value: Any) -> None:
+        if value is not None:
+            inner(key, value)
+
+    return check
+
+
+def list_of(inner: Check, min_length: int = 1) -> Check:
+    def check(key: str, value: Any) -> None:
+        if not isinstance(value, list | tuple | ListConfig) or len(value) < min_length:
+            raise ConfigError(key, value, f"a list of at least {min_length} item(s)")
+        for i, item in enumerate(value):
+            inner(f"{key}[{i}]", item)
+
+    return check
+
+
+def any_value(key: str, value: Any) -> None:
+    return None
+
+
+Schema = Mapping[str, "Check | Schema"]
+
+SEED = integer(0)
+DATA: dict[str, Schema] = {
+    "sphere_linear": {"name": text, "n_train": integer(1), "n_test": integer(1),
+                      "dim": integer(2), "signal": number(0), "nonlinear": number(0),
+                      "noise": number(0), "seed": SEED},
+    "teacher": {"name": text, "n_train": integer(1), "n_test": integer(1), "dim": integer(1),
+                "teacher_width": integer(1), "noise": number(0), "seed": SEED},
+    "digits": {"name": text, "n_train": integer(1, 1796), "label_noise": fraction,
+               "seed": SEED},
+    "mnist": {"name": text, "n_train": integer(1, 60_000), "n_test": integer(1, 10_000),
+              "label_noise": fraction, "seed": SEED, "cache_dir": text},
+}  # fmt: skip
+DATA["fashion_mnist"] = DATA["mnist"]
+
+MODEL: dict[str, Schema] = {
+    "mlp": {"_target_": text, "width": integer(1), "depth": integer(1),
+            "activation": choice(ACTIVATIONS), "parameterization": choice(["ntk", "standard"]),
+            "w_std": number(0, strict=True), "b_std": number(0), "out_features": integer(1)},
+    "random_features": {"activation": choice(["relu", "erf", "tanh"]),
+                        "feature_distribution": choice(["gaussian", "sphere"])},
+}  # fmt: skip
+
+STUDY_COMMON: Schema = {"name": text, "job_keys": list_of(text)}
+STUDY: dict[str, Schema] = {
+    "ntk_convergence": {**STUDY_COMMON, "n_probe": integer(1), "mc_networks": integer(2),
+                        "mc_max_width": integer(0),
+                        "circle": {"widths": list_of(integer(1)), "seeds": integer(1),
+                                   "depth": integer(1), "activation": choice(ACTIVATIONS),
+                                   "points": integer(3)}},
+    "double_descent_rf": {**STUDY_COMMON, "width_ratio": number(0, strict=True),
+                          "ridges": list_of(number(0)), "n_train": optional(integer(1)),
+                          "gd_check_steps": integer(1), "gd_times": list_of(number(0))},
+}  # fmt: skip
+
+ROOT: Schema = {
+    "seed": SEED,
+    "device": text,
+    "tracking": {"enabled": boolean, "uri": optional(text), "experiment": optional(text)},
+    "paths": {"data_dir": text, "results_dir": text, "reports_dir": text, "cache_dir": text},
+}
+
+# Which groups each entry point reads (the others may be anything, even absent).
+JOBS: dict[str, tuple[str, ...]] = {
+    "data": ("data",),
+    "ntk_convergence": ("data", "model", "study"),
+    "ntk_circle": ("model", "study"),
+    "random_features": ("data", "model", "study"),
+    "aggregate": ("study",),
+    "report": (),
+}
+
+
+def check_node(prefix: str, node: Any, schema: Schema) -> None:
+    """Check `node` (a mapping) against `schema`; unknown keys are errors."""
+    if not isinstance(node, Mapping | DictConfig):
+        raise ConfigError(prefix, node, f"a mapping with keys {sorted(schema)}")
+    unknown = sorted(set(node) - set(schema))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}"
+        raise ConfigError(key, node[unknown[0]], f"no such key; {prefix} has {sorted(schema)}")
+    for key, check in schema.items():
+        full = f"{prefix}.{key}"
+        if key not in node:
+            raise ConfigError(full, None, "a value (the key is missing)")
+        if isinstance(check, Mapping):
+            check_node(full, node[key], check)
+        else:
+            check(full, node[key])
+
+
+def model_kind(model: Mapping[str, Any]) -> str:
+    target = str(model.get("_target_", ""))
+    if target.endswith(".MLP"):
+        return "mlp"
+    if "feature_distribution" in model:
+        return "random_features"
+    raise ConfigError("model", dict(model), f"one of the model configs {sorted(MODEL)}")
+
+
+def validate_config(cfg: DictConfig | Mapping[str, Any], job: str) -> None:
+    """Check everything job `job` reads; raise ConfigError on the first problem."""
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    else:
+        resolved = {k: v for k, v in cfg.items() if k != "hydra"}
+    for key, check in ROOT.items():
+        if isinstance(check, Mapping):
+            check_node(key, resolved.get(key), check)
+        else:
+            check(key, resolved.get(key))
+    from widthlab.jobs import resolve_device
+
+    resolve_device(resolved["device"])
+    groups = JOBS[job]
+    data, model, study = resolved.get("data"), resolved.get("model"), resolved.get("study")
+    if "data" in groups:
+        name = (data or {}).get("name")
+        if name not in DATA:
+            raise ConfigError("data.name", name, f"one of {sorted(DATA)}")
+        check_node("data", data, DATA[name])
+    if "model" in groups:
+        if not model:
+            raise ConfigError("model", model, f"one of the model configs {sorted(MODEL)}")
+        check_node("model", model, MODEL[model_kind(model)])
+    if "study" in groups:
+        name = (study or {}).get("name")
+        if name not in STUDY:
+            raise ConfigError("study", name, f"one of {sorted(STUDY)}")
+        check_node("study", study, STUDY[name])
+        for key in study["job_keys"]:
+            if OmegaConf.select(OmegaConf.create(resolved), key, default="§missing") == "§missing":
+                raise ConfigError("study.job_keys", key, "config keys that exist")
+        CROSS_CHECKS.get(name, lambda r, j: None)(resolved, job)
+
+
+def _ntk_cross_checks(cfg: Mapping[str, Any], job: str) -> None:
+    if cfg["model"]["parameterization"] != "ntk":
+        # The analytic limits are those of the NTK parameterization.
+        raise ConfigError("model.parameterization", cfg["model"]["parameterization"],
+                          "'ntk' in this study")  # fmt: skip
+    if job == "ntk_convergence" and cfg["study"]["n_probe"] > cfg["data"]["n_train"]:
+        raise ConfigError("study.n_probe", cfg["study"]["n_probe"],
+                          f"≤ data.n_train = {cfg['data']['n_train']} (the probe set is "
+                          "taken from the training split)")  # fmt: skip
+
+
+def _rf_cross_checks(cfg: Mapping[str, Any], job: str) -> None:
+    n, seed = cfg["study"]["n_train"], cfg["seed"]
+    if job == "random_features" and n is not None and (seed + 1) * n > cfg["data"]["n_train"]:
+        pool = cfg["data"]["n_train"]
+        raise ConfigError("study.n_train", n,
+                          f"(seed + 1)·n_train ≤ data.n_train = {pool} (one disjoint block "
+                          f"of the training pool per seed; seed={seed})")  # fmt: skip
+
+
+CROSS_CHECKS: dict[str, Callable[[Mapping[str, Any], str], None]] = {
+    "ntk_convergence": _ntk_cross_checks,
+    "double_descent_rf": _rf_cross_checks,
+}
+
+
+def sweep_values(config: DictConfig) -> dict[str, list[Any]]:
+    """{key: [values]} of every non-group override of a multirun (sweeper params and the
+    command line), values typed as Hydra parses them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    lines = [f"{k}={v}" for k, v in params.items()]
+    lines += list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
+    values: dict[str, list[Any]] = {}
+    for override in parser.parse_overrides(lines):
+        key = override.key_or_group
+        if override.is_sweep_override():
+            strings = list(override.sweep_string_iterator())
+        else:
+            strings = [override.get_value_element_as_str()]
+        values[key] = [parser.parse_override(f"{key}={s}").value() for s in strings]
+    return values
+
+
+def validate_sweep(config: DictConfig, job: str, groups: Iterable[str] = ()) -> int:
+    """Validate every job of a multirun; returns the number of jobs checked.
+
+    Overrides of config groups (`data=a,b`) cannot be applied without composing; those jobs
+    are checked by their own entry point before they start.
+    """
+    values = {k: v for k, v in sweep_values(config).items() if k not in set(groups)}
+    task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+    base = OmegaConf.create(OmegaConf.to_container(task, resolve=True))
+    keys = list(values)
+    count = 0
+    for combination in itertools.product(*(values[k] for k in keys)):
+        cfg = copy.deepcopy(base)
+        for key, value in zip(keys, combination, strict=True):
+            OmegaConf.update(cfg, key, value, merge=False, force_add=True)
+        validate_config(cfg, job)
+        count += 1
+    ratios = values.get("study.width_ratio")
+    if ratios and OmegaConf.select(base, "study.name") == "double_descent_rf":
+        if not (min(ratios) < 1 < max(ratios)):
+            log.warning(
+                "study.width_ratio=%s does not cross the interpolation threshold d/n = 1: "
+                "the sweep cannot show the double-descent peak",
+                ratios,
+            )
+    return count
+
+
+try:  # Hydra is a dependency, but keep the library importable without it.
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover
+    Callback = object  # type: ignore[assignment,misc]
+
+
+class SweepValidationCallback(Callback):
+    """Checks every job of a multirun before the first one starts (and before the MLflow
+    sweep run is created: it is registered first in conf/config.yaml)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        import sys
+
+        job = str(OmegaConf.select(config, "hydra.job.name"))
+        if job not in JOBS:
+            return
+        groups = [g for g in (OmegaConf.select(config, "hydra.runtime.choices") or {})]
+        try:
+            count = validate_sweep(config, job, groups=groups)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        log.info("checked the configs of %d jobs", count)
