@@ -16,8 +16,10 @@ before any work (see `widthlab.validation.exit_on_config_error`).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -28,14 +30,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from widthlab.data import DataFileError
 from widthlab.records import atomic_write_json, config_hash, job_key, provenance
-from widthlab.tracking import job_run
+from widthlab.tracking import close_stale_runs, job_run
 from widthlab.validation import ConfigError
 
 log = logging.getLogger(__name__)
 
 # Top-level config keys that do not change a job's numbers (where results go, where they
 # are logged): left out of the config hash.
-NON_RESULT_KEYS = ("hydra", "paths", "tracking")
+NON_RESULT_KEYS = ("hydra", "paths", "tracking", "resume")
+
+# Set by widthlab.schemas.SweepValidationCallback for the progress lines of a multirun.
+SWEEP_SIZE_ENV = "WIDTHLAB_SWEEP_SIZE"
+SWEEP_START_ENV = "WIDTHLAB_SWEEP_START"
 
 
 def mlflow_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -92,6 +98,41 @@ def record_path(cfg: DictConfig, identity: Mapping[str, Any]) -> Path:
     return Path(cfg.paths.results_dir) / cfg.study.name / "records" / f"{job_key(identity)}.json"
 
 
+def cached_record(path: Path, config_hash_: str) -> dict[str, Any] | None:
+    """The finished record at `path` if it was made from the same config, else None."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # absent, or unreadable: recompute
+    if record.get("status") == "ok" and record.get("config_hash") == config_hash_:
+        return record
+    return None
+
+
+def progress_line(cfg: DictConfig, key: str, shown: str, seconds: float, how: str) -> str:
+    """`[k/N] study key: metric (time, run|cached) — ~ETA left`, for one finished job.
+
+    k is Hydra's job number within the sweep; N and the sweep's start come from the
+    environment set by `widthlab.schemas.SweepValidationCallback`. The estimate assumes the
+    remaining jobs take as long on average as the finished ones (optimistic for sweeps that
+    grow their widths, and per worker under parallel launchers).
+    """
+    total = int(os.environ.get(SWEEP_SIZE_ENV, "0") or 0)
+    started = float(os.environ.get(SWEEP_START_ENV, "0") or 0)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        k = int(HydraConfig.get().job.num) + 1
+    except Exception:  # a single run, or no Hydra at all
+        k = 0
+    text = f"{cfg.study.name} {key}:{shown} ({seconds:.2f} s, {how})"
+    if not (total and k and started):
+        return text
+    elapsed = time.time() - started
+    eta = elapsed / k * max(total - k, 0)
+    return f"[{k}/{total}] {text}, ~{eta / 60:.1f} min left"
+
+
 def run_study_job(
     cfg: DictConfig,
     measure: Callable[[DictConfig], Mapping[str, Any]],
@@ -100,17 +141,29 @@ def run_study_job(
     """Measure, record and track one job of the study `cfg.study.name`; returns the record.
 
     `measure(cfg)` returns a flat mapping: numbers become MLflow metrics; anything else
-    (short lists, strings) is kept in the record only.
+    (short lists, strings) is kept in the record only. With `resume: true` (the default) a job
+    whose record exists, finished, for the same config hash is skipped and reported as cached,
+    without an MLflow run, so rerunning an interrupted sweep recomputes and relogs nothing
+    that finished; failed jobs are recomputed.
     """
     identity = job_identity(cfg)
     key = job_key(identity)
     path = record_path(cfg, identity)
     resolved = kept_config(OmegaConf.to_container(cfg, resolve=True))
+    digest = config_hash(resolved)
+    if OmegaConf.select(cfg, "resume", default=True):
+        cached = cached_record(path, digest)
+        if cached is not None:
+            close_stale_runs(cfg, cfg.study.name, key, "FINISHED")
+            metrics = cached["metrics"]
+            shown = f" {headline}={metrics[headline]:.4g}" if headline in metrics else ""
+            log.info(progress_line(cfg, key, shown, cached["timing"]["seconds"], "cached"))
+            return cached
     record: dict[str, Any] = {
         "study": cfg.study.name,
         "key": key,
         "job": identity,
-        "config_hash": config_hash(resolved),
+        "config_hash": digest,
         "config": resolved,
         "provenance": provenance(),
     }
@@ -127,11 +180,14 @@ def run_study_job(
             atomic_write_json(path, record)
             run.set_tags({"widthlab.failure": record["reason"][:5000]})
             run.mark_failed()
+            log.info(progress_line(cfg, key, " FAILED", record["timing"]["seconds"], "run"))
             return record
         record.update(status="ok", metrics=metrics)
         record["timing"] = {"seconds": time.perf_counter() - start}
-        atomic_write_json(path, record)
+        # Metrics first, the record last: a job killed in between has a complete run and
+        # no record, and is simply recomputed.
         run.log_metrics({**mlflow_metrics(metrics), "seconds": record["timing"]["seconds"]})
+        atomic_write_json(path, record)
     shown = f" {headline}={metrics[headline]:.4g}" if headline in metrics else ""
-    log.info("%s %s:%s (%.2f s)", cfg.study.name, key, shown, record["timing"]["seconds"])
+    log.info(progress_line(cfg, key, shown, record["timing"]["seconds"], "run"))
     return record

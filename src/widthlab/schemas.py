@@ -157,6 +157,7 @@ STUDY: dict[str, Schema] = {
 
 ROOT: Schema = {
     "seed": SEED,
+    "resume": boolean,
     "device": text,
     "tracking": {"enabled": boolean, "uri": optional(text), "experiment": optional(text)},
     "paths": {"data_dir": text, "results_dir": text, "reports_dir": text, "cache_dir": text},
@@ -334,3 +335,13 @@ class SweepValidationCallback(Callback):
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         log.info("checked the configs of %d jobs", count)
+        # For the jobs' progress lines (`widthlab.jobs.progress_line`): the sweep's size,
+        # group sweeps included, and when it started. Every launcher passes the environment on.
+        import os
+        import time
+
+        from widthlab.jobs import SWEEP_SIZE_ENV, SWEEP_START_ENV
+
+        total = math.prod(len(v) for v in sweep_values(config).values())
+        os.environ[SWEEP_SIZE_ENV] = str(total)
+        os.environ[SWEEP_START_ENV] = repr(time.time())

@@ -156,6 +156,27 @@ class JobRun:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
 
+def close_stale_runs(cfg: DictConfig, job_name: str, key: str, status: str) -> int:
+    """End the RUNNING runs of job `key` (left by a killed process) with `status`.
+
+    FINISHED when the job's record shows it finished (it was killed between writing its
+    record and closing its run), KILLED when it is about to be recomputed.
+    """
+    if not _enabled(cfg):
+        return 0
+    uri = str(cfg.tracking.uri)
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment_name(cfg, job_name))
+    if exp is None:
+        return 0
+    stale = client.search_runs(
+        [exp.experiment_id], f"tags.`widthlab.key` = '{key}' and attributes.status = 'RUNNING'"
+    )
+    for run in stale:
+        client.set_terminated(run.info.run_id, status=status)
+    return len(stale)
+
+
 @contextmanager
 def job_run(
     cfg: DictConfig, job_name: str, stage: str, run_name: str | None = None
@@ -185,6 +206,11 @@ def job_run(
         tags[MLFLOW_PARENT_RUN_ID] = parent
     if run_name:
         tags[MLFLOW_RUN_NAME] = run_name
+    if run_name:
+        tags["widthlab.key"] = run_name
+        # A job killed mid-run (out of time, a lost node) left its run RUNNING; its rerun
+        # closes that one as KILLED instead of leaving a ghost beside the new run.
+        close_stale_runs(cfg, job_name, run_name, "KILLED")
     run = client.create_run(experiment_id, tags=tags, run_name=run_name)
     job = JobRun(client, run.info.run_id)
     # `profile.*` sizes are already resolved into the groups that use them; keep its name.
@@ -233,6 +259,15 @@ class MlflowSweepCallback(Callback):
         overrides = list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
         sweep_params = OmegaConf.select(config, "hydra.sweeper.params", default=None)
         name = f"{job_name} sweep"
+        # The same sweep killed earlier (SIGKILL: no exit handler ran) left its parent
+        # RUNNING; this rerun is its continuation, so close that one as KILLED.
+        joined = " ".join(overrides)[:5000].replace("'", "\\'")
+        for old in self.client.search_runs(
+            [experiment_id],
+            "tags.`widthlab.stage` = 'sweep' and attributes.status = 'RUNNING' and "
+            f"tags.`widthlab.overrides` = '{joined}'",
+        ):
+            self.client.set_terminated(old.info.run_id, status="KILLED")
         run = self.client.create_run(
             experiment_id,
             run_name=name,

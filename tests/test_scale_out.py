@@ -1,0 +1,140 @@
+"""The same sweep under every launcher, resuming an interrupted sweep, a tracking server."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from conftest import REPO
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+SWEEP = ["-m", "study=ntk_convergence", "profile=smoke", "model.width=32,64",
+         "model.depth=1", "model.activation=relu", "seed=0"]  # fmt: skip
+
+
+def pipeline(job, *args, cwd, background=False):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    cmd = [sys.executable, str(REPO / "pipelines" / f"{job}.py"), *args]
+    if background:
+        return subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def digits_dir(tmp_path):
+    proc = pipeline("data", "data=digits", "profile=smoke", "tracking=off", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return tmp_path
+
+
+def records(folder):
+    out = {}
+    for path in sorted(folder.rglob("records/*.json")):
+        record = json.loads(path.read_text())
+        record.pop("timing")
+        out[path.name] = record
+    return out
+
+
+def test_joblib_and_submitit_give_the_records_of_the_basic_launcher(digits_dir):
+    uri = f"sqlite:///{digits_dir}/s.db"
+    for launcher in ("basic", "cores", "local"):
+        extra = [] if launcher == "basic" else [f"hydra/launcher={launcher}"]
+        extra += ["hydra.launcher.n_jobs=2"] if launcher == "cores" else []
+        proc = pipeline("ntk_convergence", *SWEEP, *extra, f"paths.results_dir=res_{launcher}",
+                        f"tracking.uri={uri}", cwd=digits_dir)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    basic = records(digits_dir / "res_basic")
+    assert len(basic) == 2
+    assert records(digits_dir / "res_cores") == basic
+    assert records(digits_dir / "res_local") == basic
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("ntk_convergence").experiment_id])
+    parents = {r.info.run_id for r in runs if r.data.tags.get("widthlab.stage") == "sweep"}
+    children = [r for r in runs if r.data.tags.get("widthlab.stage") != "sweep"]
+    assert len(parents) == 3 and len(children) == 6
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == parents
+
+
+def test_a_killed_sweep_resumes_without_recomputing_or_duplicating(digits_dir):
+    uri = f"sqlite:///{digits_dir}/s.db"
+    args = ["-m", "study=ntk_convergence", "profile=smoke", f"tracking.uri={uri}"]
+    proc = pipeline("ntk_convergence", *args, cwd=digits_dir, background=True)
+    folder = digits_dir / "results" / "ntk_convergence" / "records"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(folder.glob("*.json"))) < 6:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # as a scheduler would: no cleanup at all
+    proc.wait()
+    finished = {p.name for p in folder.glob("*.json")}
+    assert 6 <= len(finished) < 24, "the sweep should have been killed midway"
+
+    rerun = pipeline("ntk_convergence", *args, cwd=digits_dir)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    log = rerun.stdout + rerun.stderr  # Hydra's job log goes to stdout
+    assert log.count(", cached)") == len(finished)
+    assert log.count(", run)") == 24 - len(finished)
+    assert len(list(folder.glob("*.json"))) == 24
+    for path in folder.glob("*.json"):
+        json.loads(path.read_text())  # every record is whole
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("ntk_convergence").experiment_id],
+                              max_results=1000)  # fmt: skip
+    done = [r for r in runs if r.info.status == "FINISHED" and "widthlab.key" in r.data.tags]
+    keys = [r.data.tags["widthlab.key"] for r in done]
+    assert len(keys) == 24 and len(set(keys)) == 24  # one finished child per job, no duplicate
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_sweep_against_a_tracking_server(digits_dir):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{digits_dir}/server.db",
+         "--artifacts-destination", str(digits_dir / "artifacts"), "--workers", "1"],
+        cwd=digits_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        proc = pipeline("ntk_convergence", *SWEEP, f"tracking.uri={uri}", cwd=digits_dir)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        client = MlflowClient(tracking_uri=uri)
+        runs = client.search_runs([client.get_experiment_by_name("ntk_convergence").experiment_id])
+        children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+        assert len(runs) == 3 and len(children) == 2
+        assert all("ntk_distance" in r.data.metrics for r in children)
+        assert not (digits_dir / "mlflow.db").exists()  # nothing went to the default store
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
