@@ -197,8 +197,8 @@ def rf_double_descent_figure(rows: Sequence[Row], name: str = "sphere_linear") -
 
 
 _GD_METRICS = (
-    ("kkt_feasibility", "KKT primal feasibility ‖Xβ − y‖/‖y‖"),
-    ("kkt_stationarity", "KKT stationarity (β ∉ row space of X)"),
+    ("kkt_feasibility", "KKT primal feasibility ‖Hβ − y‖/‖y‖"),
+    ("kkt_stationarity", "KKT stationarity ‖β − Hᵀc‖/‖β‖"),
     ("gd_limit_distance", "‖β_GD(∞) − β_min-norm‖ / ‖β‖"),
     ("gd_explicit_vs_closed_form", "explicit GD vs closed form, relative distance"),
 )
