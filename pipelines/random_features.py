@@ -50,7 +50,6 @@ from widthlab.models.random_features import draw_features, feature_activations
 from widthlab.rf_theory import mei_montanari_risk
 from widthlab.schemas import validate_config
 from widthlab.solvers import (
-    default_learning_rate,
     gradient_descent,
     gradient_descent_closed_form,
     kernel_ridge_regression,
@@ -150,28 +149,33 @@ def measure(cfg: DictConfig) -> dict:
                 signal=st["signal"], nonlinear=st["nonlinear"], noise=st["noise"],
             )  # fmt: skip
         if ridge == 0 and width >= n and ds.task == "regression":
-            out.update(gradient_descent_checks(cfg, ds, h_train, h_test, sol.beta))
+            out.update(gradient_descent_checks(cfg, ds, h_train, h_test, sol))
         metrics[f"ridge={ridge:g}"] = out
     return metrics
 
 
-def gradient_descent_checks(cfg, ds, h_train, h_test, beta_min_norm) -> dict:
-    """KKT residuals of β̂ and how gradient descent from zero reaches it."""
-    y = ds.y_train
+def gradient_descent_checks(cfg, ds, h_train, h_test, solution) -> dict:
+    """KKT residuals of β̂ and how gradient descent from zero reaches it.
+
+    The ridgeless `solution` (d ≥ n: the n×n route) brings the Gram's eigenvalues, which give
+    the learning rate and the slowest mode; one closed-form call gives β_t at t = ∞, at the
+    explicit iteration's step count and at every early-stopping time.
+    """
+    y, beta_min_norm = ds.y_train, solution.beta
     kkt = kkt_residuals(h_train, y, beta_min_norm)
-    lr = default_learning_rate(h_train)
-    beta_inf = gradient_descent_closed_form(h_train, y, np.inf, lr)
+    s = solution.gram_eigenvalues  # of HHᵀ, ascending: same spectrum as HᵀH away from 0
+    lr = len(y) / float(s[-1])  # = default_learning_rate(h_train), without a second eigvalsh
     steps = int(cfg.study.gd_check_steps)
     explicit = gradient_descent(h_train, y, steps, lr)
-    closed = gradient_descent_closed_form(h_train, y, steps, lr)
+    times = [float(t) for t in cfg.study.gd_times]
+    beta_inf, closed, *betas = gradient_descent_closed_form(
+        h_train, y, np.asarray([np.inf, steps, *times]), lr
+    )
     # GD contracts the error along the Gram's eigenvector i by (1 − η s_i/n) per step, so
     # reaching 1e-6 of β̂ takes log(1e-6)/log(1 − η s_min/n) steps (s_min > 0 for d ≥ n).
-    s = np.linalg.eigvalsh(h_train @ h_train.T)
     rate = lr * s[0] / len(y)
     steps_needed = np.log(1e-6) / np.log1p(-rate) if 0 < rate < 1 else float("inf")
-    times = [float(t) for t in cfg.study.gd_times]
-    betas = gradient_descent_closed_form(h_train, y, np.asarray(times), lr)
-    early = [float(np.mean((h_test @ b - ds.extras["f_test"]) ** 2)) for b in np.atleast_2d(betas)]
+    early = [float(np.mean((h_test @ b - ds.extras["f_test"]) ** 2)) for b in betas]
     rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))  # noqa: E731
     return {
         "kkt_feasibility": kkt.primal_feasibility,

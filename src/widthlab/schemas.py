@@ -20,71 +20,38 @@ import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from numbers import Integral, Real
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from widthlab.activations import ACTIVATIONS
-from widthlab.validation import ConfigError
+from widthlab.validation import (
+    ConfigError,
+    check_choice,
+    check_fraction,
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+)
 
 log = logging.getLogger(__name__)
 
 Check = Callable[[str, Any], None]
 
 
-def integer(minimum: int | None = None, maximum: int | None = None) -> Check:
-    allowed = "an integer" + (f" ≥ {minimum}" if minimum is not None else "")
-    allowed += f" and ≤ {maximum}" if maximum is not None else ""
-
-    def check(key: str, value: Any) -> None:
-        ok = isinstance(value, Integral) and not isinstance(value, bool)
-        if (
-            not ok
-            or (minimum is not None and value < minimum)
-            or (maximum is not None and value > maximum)
-        ):
-            raise ConfigError(key, value, allowed)
-
-    return check
-
-
-def number(minimum: float | None = None, *, strict: bool = False, below: float | None = None):
-    """A finite real; ≥ minimum (> minimum if strict); < below."""
-    parts = ["a finite number"]
-    if minimum is not None:
-        parts.append(f"{'>' if strict else '≥'} {minimum:g}")
-    if below is not None:
-        parts.append(f"< {below:g}")
-    allowed = " ".join(parts[:1]) + (" " + " and ".join(parts[1:]) if parts[1:] else "")
-
-    def check(key: str, value: Any) -> None:
-        ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-        if ok and minimum is not None:
-            ok = value > minimum if strict else value >= minimum
-        if ok and below is not None:
-            ok = value < below
-        if not ok:
-            raise ConfigError(key, value, allowed)
-
-    return check
-
-
-def fraction(key: str, value: Any) -> None:
-    """A number in [0, 1) (label noise: a fraction of the labels, never all of them)."""
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not 0 <= value < 1:
-        raise ConfigError(key, value, "a number in [0, 1)")
+def integer(minimum: int, maximum: int | None = None) -> Check:
+    return lambda key, value: check_positive_int(key, value, minimum, maximum)
 
 
 def choice(values: Iterable[str]) -> Check:
-    values = sorted(values)
+    values = tuple(values)
+    return lambda key, value: check_choice(key, value, values)
 
-    def check(key: str, value: Any) -> None:
-        if value not in values:
-            raise ConfigError(key, value, f"one of {values}")
 
-    return check
+# The scalar checks are those of widthlab.validation, so every message reads the same.
+nonnegative: Check = check_nonnegative
+positive: Check = check_positive
+fraction: Check = check_fraction
 
 
 def text(key: str, value: Any) -> None:
@@ -124,10 +91,10 @@ Schema = Mapping[str, "Check | Schema"]
 SEED = integer(0)
 DATA: dict[str, Schema] = {
     "sphere_linear": {"name": text, "n_train": integer(1), "n_test": integer(1),
-                      "dim": integer(2), "signal": number(0), "nonlinear": number(0),
-                      "noise": number(0), "seed": SEED},
+                      "dim": integer(2), "signal": nonnegative, "nonlinear": nonnegative,
+                      "noise": nonnegative, "seed": SEED},
     "teacher": {"name": text, "n_train": integer(1), "n_test": integer(1), "dim": integer(1),
-                "teacher_width": integer(1), "noise": number(0), "seed": SEED},
+                "teacher_width": integer(1), "noise": nonnegative, "seed": SEED},
     "digits": {"name": text, "n_train": integer(1, 1796), "label_noise": fraction,
                "seed": SEED},
     "mnist": {"name": text, "n_train": integer(1, 60_000), "n_test": integer(1, 10_000),
@@ -138,7 +105,7 @@ DATA["fashion_mnist"] = DATA["mnist"]
 MODEL: dict[str, Schema] = {
     "mlp": {"_target_": text, "width": integer(1), "depth": integer(1),
             "activation": choice(ACTIVATIONS), "parameterization": choice(["ntk", "standard"]),
-            "w_std": number(0, strict=True), "b_std": number(0), "out_features": integer(1)},
+            "w_std": positive, "b_std": nonnegative, "out_features": integer(1)},
     "random_features": {"activation": choice(["relu", "erf", "tanh"]),
                         "feature_distribution": choice(["gaussian", "sphere"])},
 }  # fmt: skip
@@ -150,9 +117,9 @@ STUDY: dict[str, Schema] = {
                         "circle": {"widths": list_of(integer(1)), "seeds": integer(1),
                                    "depth": integer(1), "activation": choice(ACTIVATIONS),
                                    "points": integer(3)}},
-    "double_descent_rf": {**STUDY_COMMON, "width_ratio": number(0, strict=True),
-                          "ridges": list_of(number(0)), "n_train": optional(integer(1)),
-                          "gd_check_steps": integer(1), "gd_times": list_of(number(0))},
+    "double_descent_rf": {**STUDY_COMMON, "width_ratio": positive,
+                          "ridges": list_of(nonnegative), "n_train": optional(integer(1)),
+                          "gd_check_steps": integer(1), "gd_times": list_of(nonnegative)},
 }  # fmt: skip
 
 ROOT: Schema = {
@@ -232,8 +199,9 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], job: str) -> None:
         if name not in STUDY:
             raise ConfigError("study", name, f"one of {sorted(STUDY)}")
         check_node("study", study, STUDY[name])
+        as_config = OmegaConf.create(resolved)
         for key in study["job_keys"]:
-            if OmegaConf.select(OmegaConf.create(resolved), key, default="§missing") == "§missing":
+            if OmegaConf.select(as_config, key, default="§missing") == "§missing":
                 raise ConfigError("study.job_keys", key, "config keys that exist")
         CROSS_CHECKS.get(name, lambda r, j: None)(resolved, job)
 

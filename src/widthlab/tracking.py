@@ -164,13 +164,14 @@ def close_stale_runs(cfg: DictConfig, job_name: str, key: str, status: str) -> i
     """
     if not _enabled(cfg):
         return 0
-    uri = str(cfg.tracking.uri)
-    client = _client(uri)
+    client = _client(str(cfg.tracking.uri))
     exp = client.get_experiment_by_name(experiment_name(cfg, job_name))
-    if exp is None:
-        return 0
+    return 0 if exp is None else _close_stale(client, exp.experiment_id, key, status)
+
+
+def _close_stale(client: Any, experiment_id: str, key: str, status: str) -> int:
     stale = client.search_runs(
-        [exp.experiment_id], f"tags.`widthlab.key` = '{key}' and attributes.status = 'RUNNING'"
+        [experiment_id], f"tags.`widthlab.key` = '{key}' and attributes.status = 'RUNNING'"
     )
     for run in stale:
         client.set_terminated(run.info.run_id, status=status)
@@ -210,7 +211,7 @@ def job_run(
         tags["widthlab.key"] = run_name
         # A job killed mid-run (out of time, a lost node) left its run RUNNING; its rerun
         # closes that one as KILLED instead of leaving a ghost beside the new run.
-        close_stale_runs(cfg, job_name, run_name, "KILLED")
+        _close_stale(client, experiment_id, run_name, "KILLED")
     run = client.create_run(experiment_id, tags=tags, run_name=run_name)
     job = JobRun(client, run.info.run_id)
     # `profile.*` sizes are already resolved into the groups that use them; keep its name.
