@@ -3,7 +3,9 @@
 Usage:
     python pipelines/aggregate.py study=ntk_convergence
 
-Reads `results/<study>/records/*.json` and writes, in `results/<study>/`:
+Reads `results/<study>/records/*.json` — only the jobs listed by the latest sweep of each
+study config (`records/sweeps/*.json`, written when a sweep starts), when there is such a
+list — and writes, in `results/<study>/`:
   records.csv   one row per job (identity, status, metrics, seconds)
   curves.csv    one row per (group, width): mean, sd and count over seeds (for DVC plots),
                 and any further tables the study defines (`widthlab.summaries.SUMMARIZERS`)
@@ -21,8 +23,13 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from widthlab import figures
-from widthlab.records import atomic_write_bytes, atomic_write_json, read_records
+from widthlab import figures, figures_training
+from widthlab.records import (
+    atomic_write_bytes,
+    atomic_write_json,
+    current_job_keys,
+    read_records,
+)
 from widthlab.schemas import validate_config
 from widthlab.summaries import EXTRA_SUMMARIES, SUMMARIZERS, tidy_rows
 from widthlab.tracking import job_run
@@ -74,8 +81,25 @@ def ntk_figures(folder: Path) -> dict:
     return out
 
 
+def mlp_double_descent_figures(folder: Path) -> dict:
+    summary = json.loads((folder / "summary.json").read_text())
+    curves = _rows(folder / "curves.csv")
+    return {"mlp_double_descent": figures_training.mlp_double_descent_figure(curves, summary)}
+
+
+def lazy_training_figures(folder: Path) -> dict:
+    summary = json.loads((folder / "summary.json").read_text())
+    curves = _rows(folder / "curves.csv")
+    return {"lazy_training": figures_training.lazy_training_figure(curves, summary)}
+
+
 # study → its figures, from the files written above (name → matplotlib Figure).
-FIGURES = {"double_descent_rf": rf_figures, "ntk_convergence": ntk_figures}
+FIGURES = {
+    "double_descent_rf": rf_figures,
+    "ntk_convergence": ntk_figures,
+    "double_descent_mlp": mlp_double_descent_figures,
+    "lazy_training": lazy_training_figures,
+}
 
 
 def latest_sweep_runs(cfg: DictConfig, study: str) -> list[str]:
@@ -104,10 +128,16 @@ def main(cfg: DictConfig) -> None:
         raise ConfigError("study", study, f"one of {sorted(SUMMARIZERS)}")
     folder = Path(cfg.paths.results_dir) / study
     records = read_records(folder / "records")
+    # Records kept from an earlier sweep over other settings (the records folder persists
+    # across `dvc repro`, for resuming) are not part of the study now: leave them out, by name.
+    current = current_job_keys(folder / "records")
+    stale = sorted(r["key"] for r in records if current is not None and r["key"] not in current)
+    records = [r for r in records if r["key"] not in set(stale)]
     if not records:
         raise SystemExit(f"error: no records in {folder / 'records'}: run the study's sweep first")
     summarize, tables = SUMMARIZERS[study]
     summary = summarize(records)
+    summary["stale_records_ignored"] = stale
     for filename, (key, summarize_extra) in EXTRA_SUMMARIES.get(study, {}).items():
         if (folder / filename).exists():
             with open(folder / filename, newline="") as fh:
@@ -134,7 +164,8 @@ def main(cfg: DictConfig) -> None:
             client.log_artifact(run_id, str(folder / "summary.json"))
             for path in written:
                 client.log_artifact(run_id, str(path), "figures")
-    print(f"{study}: {summary['n_jobs']} jobs, {summary['n_failed']} failed -> {folder}/")
+    ignored = f", {len(stale)} stale records ignored" if stale else ""
+    print(f"{study}: {summary['n_jobs']} jobs, {summary['n_failed']} failed{ignored} -> {folder}/")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def smoke_data(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("data")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        for name in ("sphere_linear", "teacher", "digits"):
+        for name in ("sphere_linear", "teacher", "digits", "digits_noisy"):
             cfg = compose("config", overrides=["profile=smoke", "tracking=off", f"data={name}"])
             settings = OmegaConf.to_container(cfg.data, resolve=True)
             save_dataset(make_dataset(settings.pop("name"), **settings), folder)

@@ -45,7 +45,7 @@ def test_dvc_repro_smoke_end_to_end(tmp_path, monkeypatch):
     config.write_text(config.read_text().replace("profile: laptop", "profile: smoke"))
 
     first = dvc(repo, "repro")
-    for name in ("sphere_linear", "teacher", "digits"):
+    for name in ("sphere_linear", "teacher", "digits", "digits_noisy"):
         assert (repo / "data" / f"{name}.npz").is_file()
         assert (repo / "data" / f"{name}.json").is_file()
         assert f"Running stage 'data@{name}'" in first.stdout
@@ -53,11 +53,17 @@ def test_dvc_repro_smoke_end_to_end(tmp_path, monkeypatch):
     client = MlflowClient(tracking_uri=f"sqlite:///{repo}/mlflow.db")
     exp = client.get_experiment_by_name("data")
     runs = client.search_runs([exp.experiment_id])
-    assert sorted(r.info.run_name for r in runs) == ["digits", "sphere_linear", "teacher"]
+    assert sorted(r.info.run_name for r in runs) == [
+        "digits",
+        "digits_noisy",
+        "sphere_linear",
+        "teacher",
+    ]
     assert {r.info.status for r in runs} == {"FINISHED"}
 
     # Every study: records for the whole sweep, a summary with no failures, MLflow children.
-    expected_jobs = {"ntk_convergence": 3 * 2 * 2 * 2, "double_descent_rf": 10 * 2 + 10}
+    expected_jobs = {"ntk_convergence": 3 * 2 * 2 * 2, "double_descent_rf": 10 * 2 + 10,
+                     "double_descent_mlp": 5 * 2, "lazy_training": 3 * 2 * 2}  # fmt: skip
     for study, n_jobs in expected_jobs.items():
         folder = repo / "results" / study
         assert len(list((folder / "records").glob("*.json"))) == n_jobs
@@ -73,8 +79,10 @@ def test_dvc_repro_smoke_end_to_end(tmp_path, monkeypatch):
     assert "slopes" in metrics and "peak_d_over_n" in metrics
     page = (repo / "reports" / "report.md").read_text()
     assert "missing: run `dvc repro`" not in page  # every figure exists
-    for study in expected_jobs:
-        assert len(list((repo / "results" / study / "figures").glob("*.png"))) >= 3
+    figures = {"ntk_convergence": 3, "double_descent_rf": 3, "double_descent_mlp": 1,
+               "lazy_training": 1}  # fmt: skip
+    for study, count in figures.items():
+        assert len(list((repo / "results" / study / "figures").glob("*.png"))) >= count
     dvc(repo, "plots", "show", "-o", str(tmp_path / "plots"))
     html = (tmp_path / "plots" / "index.html").read_text()
     assert "rf_test_error_vs_width" in html and "kernel_convergence.png" in html
@@ -92,3 +100,5 @@ def test_dvc_repro_smoke_end_to_end(tmp_path, monkeypatch):
     assert "Running stage 'data@digits'" not in third.stdout
     assert "Running stage 'ntk_convergence'" not in third.stdout  # reads digits only
     assert "Running stage 'double_descent_rf'" not in third.stdout
+    assert "Running stage 'double_descent_mlp'" not in third.stdout
+    assert "Running stage 'lazy_training'" in third.stdout  # trains on the teacher data

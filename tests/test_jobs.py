@@ -35,6 +35,22 @@ def test_record_at_a_fixed_path_with_identity_hash_and_provenance(tmp_path):
     assert other["config_hash"] != rec["config_hash"]
 
 
+def test_resume_reuses_a_record_only_for_the_same_config_and_code(tmp_path, monkeypatch):
+    calls = []
+
+    def measure(cfg):
+        calls.append(1)
+        return {"d": 0.5}
+
+    first = run_study_job(study_cfg(tmp_path), measure)
+    assert run_study_job(study_cfg(tmp_path), measure) == first and len(calls) == 1
+    run_study_job(study_cfg(tmp_path, seed=1), measure)  # another config
+    assert len(calls) == 2
+    monkeypatch.setattr("widthlab.jobs.code_hash", lambda *files: "changed-code")
+    again = run_study_job(study_cfg(tmp_path), measure)  # same config, other code
+    assert len(calls) == 3 and again["code_hash"] == "changed-code"
+
+
 def test_a_failing_job_is_recorded_and_does_not_raise(tmp_path):
     def diverge(cfg):
         raise FloatingPointError("loss is nan at step 3")

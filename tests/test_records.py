@@ -2,7 +2,15 @@ import json
 
 import numpy as np
 
-from widthlab.records import atomic_write_json, config_hash, job_key, read_records
+from widthlab.records import (
+    atomic_write_json,
+    code_hash,
+    config_hash,
+    current_job_keys,
+    job_key,
+    read_records,
+    write_sweep_manifest,
+)
 
 
 def test_job_key_is_sorted_and_file_name_safe():
@@ -25,3 +33,23 @@ def test_atomic_json_is_strict_and_leaves_no_temporary_files(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": 1.5, "n": [1]}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
     assert read_records(tmp_path) == [{"a": None, "b": 1.5, "n": [1]}]
+
+
+def test_code_hash_follows_the_entry_point_file(tmp_path):
+    entry = tmp_path / "job.py"
+    entry.write_text("x = 1\n")
+    before = code_hash(entry)
+    assert code_hash(entry) == before
+    entry.write_text("x = 2\n")
+    assert code_hash(entry) != before
+    assert code_hash() != before  # the package alone
+
+
+def test_sweep_manifests_list_the_current_jobs(tmp_path):
+    assert current_job_keys(tmp_path) is None  # no manifest: every record counts
+    write_sweep_manifest(tmp_path, "a", ["k1", "k2"])
+    write_sweep_manifest(tmp_path, "b", ["k3"])
+    assert current_job_keys(tmp_path) == {"k1", "k2", "k3"}
+    write_sweep_manifest(tmp_path, "a", ["k1"])  # a's latest sweep replaces its list
+    assert current_job_keys(tmp_path) == {"k1", "k3"}
+    assert read_records(tmp_path) == []  # manifests are not records

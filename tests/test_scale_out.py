@@ -138,3 +138,22 @@ def test_a_sweep_against_a_tracking_server(digits_dir):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_narrower_rerun_resumes_and_the_aggregate_drops_the_stale_records(digits_dir):
+    common = ["study=ntk_convergence", "profile=smoke", "tracking=off", "model.depth=1",
+              "model.activation=relu", "seed=0"]  # fmt: skip
+    first = pipeline("ntk_convergence", "-m", *common, "model.width=32,64,128", cwd=digits_dir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = pipeline("ntk_convergence", "-m", *common, "model.width=32,64", cwd=digits_dir)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert (second.stdout + second.stderr).count(", cached)") == 2  # nothing recomputed
+    folder = digits_dir / "results" / "ntk_convergence"
+    assert len(list((folder / "records").glob("*.json"))) == 3  # the old record is kept...
+    agg = pipeline("aggregate", "study=ntk_convergence", "tracking=off", cwd=digits_dir)
+    assert agg.returncode == 0, agg.stderr[-2000:]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["n_jobs"] == 2  # ...but it is not part of the study any more
+    stale = "model.activation=relu,model.depth=1,model.width=128,seed=0"
+    assert summary["stale_records_ignored"] == [stale]
+    assert "1 stale records ignored" in agg.stdout

@@ -118,3 +118,15 @@ def test_a_width_sweep_that_misses_the_threshold_warns(caplog):
         validate_sweep(sweep_cfg("study=double_descent_rf"), "random_features",
                        groups=["study", "data", "model"])  # fmt: skip
     assert "threshold" not in caplog.text
+
+
+def test_an_mlp_width_sweep_that_misses_the_threshold_warns(caplog, smoke_data):
+    # smoke digits_noisy: n·C = 300·10 = 3000 = P at width (3000 − 10)/75 ≈ 40
+    groups = ["study", "data", "model", "train"]
+    for widths, warned in (("4,20,30", True), ("4,40,400", False)):
+        cfg = sweep_cfg("study=double_descent_mlp", f"paths.data_dir={smoke_data}",
+                        f"profile.study.double_descent_mlp.widths='{widths}'")  # fmt: skip
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            validate_sweep(cfg, "double_descent_mlp", groups=groups)
+        assert ("does not cross the interpolation threshold n·C = 3000" in caplog.text) is warned

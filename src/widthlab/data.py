@@ -246,6 +246,16 @@ def digits(
     )  # fmt: skip
 
 
+def digits_noisy(
+    n_train: int = 1000, label_noise: float = 0.2, seed: int = 0, n_test: int | None = None
+) -> Dataset:
+    """`digits` with label noise, written under its own name (`data/digits_noisy.*`), so the
+    clean and the noisy training sets are separate files of separate DVC stages."""
+    from dataclasses import replace
+
+    return replace(digits(n_train, label_noise, seed, n_test), name="digits_noisy")
+
+
 def standardize_per_feature(
     x_train: np.ndarray, x_test: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -394,6 +404,7 @@ GENERATORS: dict[str, Callable[..., Dataset]] = {
     "sphere_linear": sphere_linear,
     "teacher": teacher,
     "digits": digits,
+    "digits_noisy": digits_noisy,
     "mnist": lambda **kw: openml_images("mnist", **kw),
     "fashion_mnist": lambda **kw: openml_images("fashion_mnist", **kw),
 }

@@ -300,9 +300,13 @@ def gd_early_stopping_figure(
 def format_slope(fit: Mapping[str, float]) -> str:
     """'−0.50 [−0.52, −0.48]': the fitted log-log slope with its confidence interval."""
 
-    def f(v: float) -> str:
+    def f(v: float | None) -> str:
+        if v is None or not math.isfinite(v):
+            return "n/a"
         return f"{v:.2f}".replace("-", "−")
 
+    if fit.get("ci_low") is None or fit.get("ci_high") is None:
+        return f"{f(fit.get('slope'))} [no interval: too few points]"
     return f"{f(fit['slope'])} [{f(fit['ci_low'])}, {f(fit['ci_high'])}]"
 
 

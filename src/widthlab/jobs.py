@@ -16,6 +16,7 @@ before any work (see `widthlab.validation.exit_on_config_error`).
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -23,14 +24,15 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from widthlab.data import DataFileError
-from widthlab.records import atomic_write_json, config_hash, job_key, provenance
-from widthlab.tracking import close_stale_runs, job_run
+from widthlab.records import atomic_write_json, code_hash, config_hash, job_key, provenance
+from widthlab.tracking import JobRun, close_stale_runs, job_run
 from widthlab.validation import ConfigError
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,14 @@ NON_RESULT_KEYS = ("hydra", "paths", "tracking", "resume")
 # Set by widthlab.schemas.SweepValidationCallback for the progress lines of a multirun.
 SWEEP_SIZE_ENV = "WIDTHLAB_SWEEP_SIZE"
 SWEEP_START_ENV = "WIDTHLAB_SWEEP_START"
+
+_ACTIVE_RUN: ContextVar[JobRun | None] = ContextVar("widthlab_active_run", default=None)
+
+
+def active_run() -> JobRun | None:
+    """The MLflow child run of the job being measured (None outside `run_study_job`), for a
+    measurement that logs more than its final metrics (training curves)."""
+    return _ACTIVE_RUN.get()
 
 
 def mlflow_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -98,15 +108,15 @@ def record_path(cfg: DictConfig, identity: Mapping[str, Any]) -> Path:
     return Path(cfg.paths.results_dir) / cfg.study.name / "records" / f"{job_key(identity)}.json"
 
 
-def cached_record(path: Path, config_hash_: str) -> dict[str, Any] | None:
-    """The finished record at `path` if it was made from the same config, else None."""
+def cached_record(path: Path, config_hash_: str, code_hash_: str) -> dict[str, Any] | None:
+    """The finished record at `path` if it was made from the same config by the same code,
+    else None."""
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None  # absent, or unreadable: recompute
-    if record.get("status") == "ok" and record.get("config_hash") == config_hash_:
-        return record
-    return None
+    same = record.get("config_hash") == config_hash_ and record.get("code_hash") == code_hash_
+    return record if record.get("status") == "ok" and same else None
 
 
 def progress_line(cfg: DictConfig, key: str, shown: str, seconds: float, how: str) -> str:
@@ -142,7 +152,8 @@ def run_study_job(
 
     `measure(cfg)` returns a flat mapping: numbers become MLflow metrics; anything else
     (short lists, strings) is kept in the record only. With `resume: true` (the default) a job
-    whose record exists, finished, for the same config hash is skipped and reported as cached,
+    whose record exists, finished, for the same config hash and code hash (`widthlab.records.
+    code_hash`: the package and the entry point) is skipped and reported as cached,
     without an MLflow run, so rerunning an interrupted sweep recomputes and relogs nothing
     that finished; failed jobs are recomputed.
     """
@@ -151,8 +162,10 @@ def run_study_job(
     path = record_path(cfg, identity)
     resolved = kept_config(OmegaConf.to_container(cfg, resolve=True))
     digest = config_hash(resolved)
+    entry = inspect.getsourcefile(measure)
+    code = code_hash(*([entry] if entry else []))
     if OmegaConf.select(cfg, "resume", default=True):
-        cached = cached_record(path, digest)
+        cached = cached_record(path, digest, code)
         if cached is not None:
             close_stale_runs(cfg, cfg.study.name, key, "FINISHED")
             metrics = cached["metrics"]
@@ -164,11 +177,13 @@ def run_study_job(
         "key": key,
         "job": identity,
         "config_hash": digest,
+        "code_hash": code,
         "config": resolved,
         "provenance": provenance(),
     }
     start = time.perf_counter()
     with job_run(cfg, job_name=cfg.study.name, stage=cfg.study.name, run_name=key) as run:
+        token = _ACTIVE_RUN.set(run)
         try:
             metrics = dict(measure(cfg))
         except (ConfigError, DataFileError):
@@ -182,6 +197,8 @@ def run_study_job(
             run.mark_failed()
             log.info(progress_line(cfg, key, " FAILED", record["timing"]["seconds"], "run"))
             return record
+        finally:
+            _ACTIVE_RUN.reset(token)
         record.update(status="ok", metrics=metrics)
         record["timing"] = {"seconds": time.perf_counter() - start}
         # Metrics first, the record last: a job killed in between has a complete run and

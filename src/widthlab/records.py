@@ -75,6 +75,41 @@ def config_hash(resolved: Mapping[str, Any], exclude: Iterable[str] = ()) -> str
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def code_hash(*extra_files: str | os.PathLike[str]) -> str:
+    """sha256 (first 16 hex digits) of the code that computes a record: every module of the
+    `widthlab` package and `extra_files` (the job's entry point). A record computed by other
+    code is not reused when a sweep resumes."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    files = sorted(package.rglob("*.py")) + [Path(f).resolve() for f in extra_files]
+    for path in files:
+        name = path.relative_to(package) if path.is_relative_to(package) else path.name
+        digest.update(f"{name}\0".encode())
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+SWEEPS_FOLDER = "sweeps"
+
+
+def write_sweep_manifest(records_dir: str | os.PathLike[str], name: str, keys: list[str]) -> Path:
+    """`<records_dir>/sweeps/<name>.json`: the job keys of the latest sweep called `name`."""
+    path = Path(records_dir) / SWEEPS_FOLDER / f"{name}.json"
+    atomic_write_json(path, {"sweep": name, "keys": sorted(keys)})
+    return path
+
+
+def current_job_keys(records_dir: str | os.PathLike[str]) -> set[str] | None:
+    """The union of the job keys of every sweep manifest in `records_dir`, or None if there
+    is none (then every record counts)."""
+    folder = Path(records_dir) / SWEEPS_FOLDER
+    manifests = sorted(folder.glob("[!.]*.json")) if folder.is_dir() else []
+    if not manifests:
+        return None
+    return {key for p in manifests for key in json.loads(p.read_text())["keys"]}
+
+
 def provenance() -> dict[str, Any]:
     """Where a record came from: git commit and the versions that can change its numbers."""
     from widthlab.tracking import git_commit

@@ -25,6 +25,8 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from widthlab.activations import ACTIVATIONS
+from widthlab.losses import DTYPES, LOSSES, OPTIMIZERS
+from widthlab.records import job_key
 from widthlab.validation import (
     ConfigError,
     check_choice,
@@ -101,6 +103,7 @@ DATA: dict[str, Schema] = {
               "label_noise": fraction, "seed": SEED, "cache_dir": text},
 }  # fmt: skip
 DATA["fashion_mnist"] = DATA["mnist"]
+DATA["digits_noisy"] = DATA["digits"]
 
 MODEL: dict[str, Schema] = {
     "mlp": {"_target_": text, "width": integer(1), "depth": integer(1),
@@ -109,6 +112,31 @@ MODEL: dict[str, Schema] = {
     "random_features": {"activation": choice(["relu", "erf", "tanh"]),
                         "feature_distribution": choice(["gaussian", "sphere"])},
 }  # fmt: skip
+
+TRAINER: Schema = {
+    "_target_": text,
+    "accelerator": text,
+    "devices": any_value,
+    "deterministic": any_value,
+    "enable_checkpointing": boolean,
+    "enable_progress_bar": boolean,
+    "enable_model_summary": boolean,
+    "limit_val_batches": any_value,
+    "num_sanity_val_steps": integer(0),
+    "log_every_n_steps": integer(1),
+}
+TRAIN: Schema = {
+    "loss": choice(LOSSES),
+    "optimizer": choice(OPTIMIZERS),
+    "lr": positive,
+    "momentum": nonnegative,
+    "batch_size": optional(integer(1)),
+    "max_steps": integer(1),
+    "stop_loss": optional(positive),
+    "dtype": choice(DTYPES),
+    "log_every_n_epochs": integer(1),
+    "trainer": TRAINER,
+}
 
 STUDY_COMMON: Schema = {"name": text, "job_keys": list_of(text)}
 STUDY: dict[str, Schema] = {
@@ -120,6 +148,9 @@ STUDY: dict[str, Schema] = {
     "double_descent_rf": {**STUDY_COMMON, "width_ratio": positive,
                           "ridges": list_of(nonnegative), "n_train": optional(integer(1)),
                           "gd_check_steps": integer(1), "gd_times": list_of(nonnegative)},
+    "double_descent_mlp": {**STUDY_COMMON},
+    "lazy_training": {**STUDY_COMMON, "n_train": integer(1), "n_eval": integer(1),
+                      "lr_fraction": positive, "steps": integer(1)},
 }  # fmt: skip
 
 ROOT: Schema = {
@@ -136,6 +167,8 @@ JOBS: dict[str, tuple[str, ...]] = {
     "ntk_convergence": ("data", "model", "study"),
     "ntk_circle": ("model", "study"),
     "random_features": ("data", "model", "study"),
+    "double_descent_mlp": ("data", "model", "train", "study"),
+    "lazy_training": ("data", "model", "train", "study"),
     "aggregate": ("study",),
     "report": (),
 }
@@ -194,6 +227,8 @@ def validate_config(cfg: DictConfig | Mapping[str, Any], job: str) -> None:
         if not model:
             raise ConfigError("model", model, f"one of the model configs {sorted(MODEL)}")
         check_node("model", model, MODEL[model_kind(model)])
+    if "train" in groups:
+        check_node("train", resolved.get("train"), TRAIN)
     if "study" in groups:
         name = (study or {}).get("name")
         if name not in STUDY:
@@ -252,8 +287,12 @@ def sweep_values(config: DictConfig) -> dict[str, list[Any]]:
     return values
 
 
-def validate_sweep(config: DictConfig, job: str, groups: Iterable[str] = ()) -> int:
-    """Validate every job of a multirun; returns the number of jobs checked.
+def validate_sweep(
+    config: DictConfig, job: str, groups: Iterable[str] = (), record_keys: list[str] | None = None
+) -> int:
+    """Validate every job of a multirun; returns the number of jobs checked and, into
+    `record_keys` when given, each job's record key (`widthlab.records.job_key` of the
+    values of `study.job_keys`).
 
     Overrides of config groups (`data=a,b`) cannot be applied without composing; those jobs
     are checked by their own entry point before they start.
@@ -269,6 +308,8 @@ def validate_sweep(config: DictConfig, job: str, groups: Iterable[str] = ()) -> 
             OmegaConf.update(cfg, key, value, merge=False, force_add=True)
         validate_config(cfg, job)
         count += 1
+        if record_keys is not None and OmegaConf.select(cfg, "study.job_keys"):
+            record_keys.append(job_key({k: OmegaConf.select(cfg, k) for k in cfg.study.job_keys}))
     ratios = values.get("study.width_ratio")
     if ratios and OmegaConf.select(base, "study.name") == "double_descent_rf":
         if not (min(ratios) < 1 < max(ratios)):
@@ -277,7 +318,35 @@ def validate_sweep(config: DictConfig, job: str, groups: Iterable[str] = ()) -> 
                 "the sweep cannot show the double-descent peak",
                 ratios,
             )
+    widths = values.get("model.width")
+    if widths and OmegaConf.select(base, "study.name") == "double_descent_mlp":
+        _warn_if_mlp_widths_miss_threshold(base, widths)
     return count
+
+
+def _warn_if_mlp_widths_miss_threshold(cfg: DictConfig, widths: list[int]) -> None:
+    """Warn when the parameter counts of `widths` do not cross n·C (sizes from the data
+    set's JSON, when it has been generated)."""
+    import json
+    from pathlib import Path
+
+    meta_path = Path(str(cfg.paths.data_dir)) / f"{cfg.data.name}.json"
+    if not meta_path.exists():
+        return
+    meta = json.loads(meta_path.read_text())
+    dim, classes, n = meta["dim"], meta["n_outputs"], meta["n_train"]
+    depth = int(cfg.model.depth)
+
+    def params(w: int) -> int:
+        return w * (dim + 1) + (depth - 1) * w * (w + 1) + classes * (w + 1)
+
+    counts = [params(int(w)) for w in widths]
+    if not (min(counts) < n * classes < max(counts)):
+        log.warning(
+            "model.width=%s gives %d to %d parameters, which does not cross the interpolation "
+            "threshold n·C = %d: the sweep cannot show the double-descent peak",
+            widths, min(counts), max(counts), n * classes,
+        )  # fmt: skip
 
 
 try:  # Hydra is a dependency, but keep the library importable without it.
@@ -296,13 +365,16 @@ class SweepValidationCallback(Callback):
         job = str(OmegaConf.select(config, "hydra.job.name"))
         if job not in JOBS:
             return
-        groups = [g for g in (OmegaConf.select(config, "hydra.runtime.choices") or {})]
+        choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
+        groups = list(choices)
+        keys: list[str] = []
         try:
-            count = validate_sweep(config, job, groups=groups)
+            count = validate_sweep(config, job, groups=groups, record_keys=keys)
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         log.info("checked the configs of %d jobs", count)
+        self.write_manifest(config, choices, groups, keys)
         # For the jobs' progress lines (`widthlab.jobs.progress_line`): the sweep's size,
         # group sweeps included, and when it started. Every launcher passes the environment on.
         import os
@@ -313,3 +385,21 @@ class SweepValidationCallback(Callback):
         total = math.prod(len(v) for v in sweep_values(config).values())
         os.environ[SWEEP_SIZE_ENV] = str(total)
         os.environ[SWEEP_START_ENV] = repr(time.time())
+
+    @staticmethod
+    def write_manifest(config: DictConfig, choices: Any, groups: list[str], keys: list[str]):
+        """Record which jobs this sweep of a study consists of (`records/sweeps/<study
+        config>.json`), so the aggregate counts exactly the jobs of each study config's latest
+        sweep, not records left by an earlier sweep over other widths. A sweep over a config
+        group (`data=a,b`) cannot list its jobs here and writes nothing."""
+        from pathlib import Path
+
+        from widthlab.records import write_sweep_manifest
+
+        study = OmegaConf.select(config, "study.name")
+        swept = {k for k, v in sweep_values(config).items() if len(v) > 1}
+        if not study or not keys or swept & set(groups):
+            return
+        results = OmegaConf.select(config, "paths.results_dir")
+        records = Path(str(results)) / str(study) / "records"
+        write_sweep_manifest(records, str(choices.get("study") or study), keys)

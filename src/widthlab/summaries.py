@@ -250,6 +250,112 @@ def summarize_ntk_circle(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
+MLP_DD_METRICS = (
+    "test_error", "test_loss", "train_error", "train_loss", "noisy_fit", "n_parameters",
+    "params_over_threshold", "steps", "reached_stop_loss",
+)  # fmt: skip
+
+
+def double_descent_mlp_curves(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per width: mean ± sd over seeds, with P/(n·C) as the x axis."""
+    curves = mean_std_curves(tidy_rows(records), (), "width", MLP_DD_METRICS)
+    for c in curves:
+        c["params_over_threshold"] = c.get("params_over_threshold_mean")
+        c["group"] = "mlp"
+    return [c for c in curves if c["params_over_threshold"] is not None]
+
+
+def summarize_double_descent_mlp(records: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Where the seed-averaged test error peaks (in P/(n·C)) and how far it rises above the
+    best smaller network and above the largest one."""
+    curves = double_descent_mlp_curves(records)
+    out: dict[str, Any] = {
+        "study": "double_descent_mlp",
+        "n_jobs": len(records),
+        "n_failed": sum(r["status"] != "ok" for r in records),
+        "failed": failed_jobs(records),
+    }
+    if not curves:
+        return out
+    peak = max(curves, key=lambda c: c["test_error_mean"])
+    before = [c for c in curves if c["width"] < peak["width"]]
+    left = min(before, key=lambda c: c["test_error_mean"]) if before else peak
+    last = max(curves, key=lambda c: c["width"])
+    ok = [r for r in records if r["status"] == "ok"]
+    out.update({
+        "threshold": ok[0]["metrics"]["threshold"],
+        "max_steps": ok[0]["config"]["train"]["max_steps"],
+        "stop_loss": ok[0]["config"]["train"]["stop_loss"],
+        "peak_width": peak["width"],
+        "peak_params_over_threshold": peak["params_over_threshold"],
+        "peak_test_error": peak["test_error_mean"],
+        "peak_test_error_std": peak["test_error_std"],
+        "best_below_peak_width": left["width"],
+        "best_below_peak_params_over_threshold": left["params_over_threshold"],
+        "best_below_peak_test_error": left["test_error_mean"],
+        "largest_width": last["width"],
+        "largest_params_over_threshold": last["params_over_threshold"],
+        "largest_width_test_error": last["test_error_mean"],
+        "peak_train_error": peak["train_error_mean"],
+        "largest_width_train_error": last["train_error_mean"],
+        "seeds": peak["test_error_count"],
+        # A peak: above the best smaller network and the largest one, both by > 2 sd.
+        "shows_peak": bool(
+            peak["test_error_mean"] - 2 * peak["test_error_std"]
+            > max(left["test_error_mean"], last["test_error_mean"])
+        ),
+    })  # fmt: skip
+    return out
+
+
+LAZY_METRICS = ("param_change", "ntk_change", "linearization_gap", "limit_gap",
+                "linearization_gap_train")  # fmt: skip
+
+
+def _layer_metrics(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    names = {k for r in rows for k in r if k.startswith("weight_change_layer_")}
+    return sorted(names, key=lambda k: int(k.rsplit("_", 1)[-1]))
+
+
+def lazy_training_curves(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows = tidy_rows(records)
+    metrics = [*LAZY_METRICS, *_layer_metrics(rows), "train_loss", "test_loss", "lr_stability",
+               "steps"]  # fmt: skip
+    curves = mean_std_curves(rows, ("depth",), "width", metrics)
+    return [{"group": f"depth {c['depth']}", **c} for c in curves]
+
+
+# Lee et al. (2019), Fig. 1: how each quantity scales with width (exponent of width).
+LEE_2019_SLOPES = {"first_layer": -0.5, "last_layer": -0.5, "hidden_layers": -1.0,
+                   "ntk_change": -1.0}  # fmt: skip
+
+
+def summarize_lazy_training(records: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Log-log slopes against width, per depth: every layer's relative weight change, all
+    parameters, the NTK change and both function-space gaps (95% intervals)."""
+    rows = tidy_rows(records)
+    slopes: dict[str, Any] = {}
+    for depth in sorted({r["depth"] for r in rows}):
+        group = [r for r in rows if r["depth"] == depth]
+        layers = _layer_metrics(group)
+        entry = {m: _slope_summary(group, "width", m) for m in (*LAZY_METRICS, *layers)}
+        for i, m in enumerate(layers):
+            last = i == len(layers) - 1
+            entry[m]["role"] = (
+                "first_layer" if i == 0 else "last_layer" if last else "hidden_layers"
+            )
+            entry[m]["lee_2019_slope"] = LEE_2019_SLOPES[entry[m]["role"]]
+        entry["ntk_change"]["lee_2019_slope"] = LEE_2019_SLOPES["ntk_change"]
+        slopes[f"depth{depth}"] = entry
+    return {
+        "study": "lazy_training",
+        "n_jobs": len(records),
+        "n_failed": sum(r["status"] != "ok" for r in records),
+        "failed": failed_jobs(records),
+        "slopes": slopes,
+    }
+
+
 # Further inputs a study's summary reads besides its records: file → (summary key, function).
 EXTRA_SUMMARIES: dict[str, dict[str, tuple[str, Callable]]] = {
     "ntk_convergence": {"circle.csv": ("circle", summarize_ntk_circle)},
@@ -262,4 +368,6 @@ SUMMARIZERS: dict[str, tuple[Callable, dict[str, Callable]]] = {
         summarize_double_descent_rf,
         {"curves.csv": double_descent_rf_curves, "gd_curves.csv": gd_early_stopping_curves},
     ),
+    "double_descent_mlp": (summarize_double_descent_mlp, {"curves.csv": double_descent_mlp_curves}),
+    "lazy_training": (summarize_lazy_training, {"curves.csv": lazy_training_curves}),
 }

@@ -1,0 +1,151 @@
+"""Lightning training against plain torch loops written out here, step for step."""
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from widthlab.losses import evaluate, loss_value
+from widthlab.models.mlp import MLP
+from widthlab.training import (
+    MLPTask,
+    TensorBatches,
+    TrainingDiverged,
+    build_trainer,
+    fit,
+    train_network,
+)
+
+CONF = OmegaConf.load(__file__.replace("tests/test_training.py", "conf/train/gd.yaml"))
+
+
+def train_cfg(**changes):
+    cfg = OmegaConf.to_container(CONF)
+    cfg.update(changes)
+    return cfg
+
+
+def problem(n=40, dim=5, outputs=3, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dim, generator=g, dtype=dtype)
+    y = torch.nn.functional.one_hot(torch.randint(outputs, (n,), generator=g), outputs)
+    return x, y.to(dtype)
+
+
+def net(width=16, depth=2, outputs=3, activation="relu", seed=3):
+    return MLP(5, width, depth, out_features=outputs, activation=activation, seed=seed,
+               dtype=torch.float64)  # fmt: skip
+
+
+def test_squared_loss_is_half_the_summed_square_averaged_over_points():
+    out = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
+    y = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    # points: ½(1 + 1) = 1 and ½(1 + 1) = 1 → mean 1
+    assert float(loss_value(out, y, "squared")) == pytest.approx(1.0)
+    ce = float(loss_value(out, y, "cross_entropy"))
+    by_hand = 0.5 * (
+        -(2.0 - math.log(math.exp(1) + math.exp(2))) - (0.0 - math.log(1 + math.exp(-1)))
+    )
+    assert ce == pytest.approx(by_hand)
+    with pytest.raises(ValueError, match="loss='hinge'"):
+        loss_value(out, y, "hinge")
+
+
+def test_minibatches_cover_every_point_once_per_epoch_in_a_seeded_order():
+    x = torch.arange(10.0)[:, None]
+    batches = TensorBatches(x, x, batch_size=4, seed=7)
+    assert len(batches) == 3
+    epoch1 = torch.cat([b[0] for b in batches]).flatten()
+    epoch2 = torch.cat([b[0] for b in batches]).flatten()
+    assert sorted(epoch1.tolist()) == list(range(10)) == sorted(epoch2.tolist())
+    assert not torch.equal(epoch1, epoch2)  # reshuffled every epoch
+    again = TensorBatches(x, x, batch_size=4, seed=7)
+    assert torch.equal(torch.cat([b[0] for b in again]).flatten(), epoch1)
+    (full,) = list(TensorBatches(x, x, batch_size=None))
+    assert full[0] is x
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "lr", "batch_size", "momentum"),
+    [("sgd", 0.3, None, 0.0), ("adam", 1e-2, None, 0.0), ("sgd", 0.05, 16, 0.9)],
+)
+def test_lightning_training_equals_a_plain_torch_loop(optimizer, lr, batch_size, momentum):
+    x, y = problem()
+    steps = 25
+    model = net()
+    task = MLPTask(model, "squared", optimizer, lr, momentum=momentum)
+    batches = TensorBatches(x, y, batch_size, seed=5)
+    result = fit(task, batches, build_trainer(train_cfg(max_steps=steps, dtype="float64")))
+    assert result.steps == steps and not result.stopped_at_threshold
+
+    reference = net()
+    params = list(reference.parameters())
+    opt = (torch.optim.Adam(params, lr=lr) if optimizer == "adam"
+           else torch.optim.SGD(params, lr=lr, momentum=momentum))  # fmt: skip
+    order = TensorBatches(x, y, batch_size, seed=5)
+    done = 0
+    while done < steps:
+        for xb, yb in order:
+            if done == steps:
+                break
+            opt.zero_grad()
+            (0.5 * (reference(xb) - yb).pow(2).sum(1).mean()).backward()
+            opt.step()
+            done += 1
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a.detach().cpu(), b.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_full_batch_gd_step_is_theta_minus_lr_times_gradient():
+    x, y = problem()
+    model, start = net(), net()
+    fit(MLPTask(model, "squared", "sgd", 0.5), TensorBatches(x, y),
+        build_trainer(train_cfg(max_steps=1, dtype="float64")))  # fmt: skip
+    loss = 0.5 * (start(x) - y).pow(2).sum(1).mean()
+    grads = torch.autograd.grad(loss, list(start.parameters()))
+    for p, p0, g in zip(model.parameters(), start.parameters(), grads, strict=True):
+        torch.testing.assert_close(p.detach(), p0.detach() - 0.5 * g, rtol=1e-13, atol=1e-13)
+
+
+def test_training_stops_once_the_loss_is_below_the_threshold():
+    x, y = problem(n=12)
+    model = net(width=256, depth=1)
+    task = MLPTask(model, "squared", "adam", 1e-2)
+    trainer = build_trainer(train_cfg(max_steps=3000, stop_loss=1e-3, dtype="float64"))
+    result = fit(task, TensorBatches(x, y), trainer)
+    assert result.stopped_at_threshold and result.steps < 3000
+    # The loss that stopped it was measured before the last step; after it, still below.
+    assert evaluate(model, x, y, "squared", True)["loss"] < 1e-3
+
+
+def test_a_diverging_run_raises_training_diverged():
+    # erf: a huge step cannot kill every unit (as it can with relu, whose dead network has a
+    # finite loss), so the outputs grow without bound.
+    x, y = problem()
+    task = MLPTask(net(activation="erf"), "squared", "sgd", 1e6)
+    with pytest.raises(TrainingDiverged, match=r"train loss = (nan|inf)"):
+        fit(task, TensorBatches(x, y), build_trainer(train_cfg(max_steps=200, dtype="float64")))
+
+
+def test_train_network_logs_curves_into_the_jobs_run(tmp_path):
+    from mlflow import MlflowClient
+
+    from widthlab import jobs
+    from widthlab.tracking import JobRun
+
+    uri = f"sqlite:///{tmp_path}/t.db"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("t"))
+    x, y = problem()
+    cfg = {"train": train_cfg(max_steps=30, log_every_n_epochs=10, dtype="float64"),
+           "tracking": {"uri": uri}, "seed": 0}  # fmt: skip
+    token = jobs._ACTIVE_RUN.set(JobRun(client, run.info.run_id))
+    try:
+        train_network(cfg, net(), x, y, {"train": (x, y), "test": (x[:5], y[:5])}, True)
+    finally:
+        jobs._ACTIVE_RUN.reset(token)
+    history = client.get_metric_history(run.info.run_id, "epoch/test_error")
+    # epochs 0, 10, 20 (after steps 1, 11, 21) and the final point after step 30
+    assert [m.step for m in history] == [1, 11, 21, 30]
+    assert client.get_metric_history(run.info.run_id, "epoch/train_loss")
