@@ -38,6 +38,18 @@ def fmt(x) -> str:
     return f"{x:.4g}"
 
 
+def jobs_line(summary: dict) -> str:
+    """'Jobs: N, failed: M' with each failed job's key and reason, and any stale records the
+    aggregate left out."""
+    line = f"Jobs: {summary['n_jobs']}, failed: {summary['n_failed']}" + "".join(
+        f"; `{f['key']}`: {f['reason']}" for f in summary["failed"]
+    )
+    stale = summary.get("stale_records_ignored") or []
+    if stale:
+        line += f" ({len(stale)} records of earlier sweeps left out)"
+    return line + "."
+
+
 def _figure(lines: list[str], page_dir: Path, path: Path, alt: str) -> None:
     if path.exists():
         lines.append(f"![{alt}]({os.path.relpath(path, page_dir)})\n")
@@ -82,8 +94,7 @@ def rf_section(summary: dict, figures: Path, page_dir: Path, profile: str) -> li
         "explicit iteration against its closed form "
         f"{fmt(ridgeless.get('max_gd_explicit_vs_closed_form'))}.",
         "",
-        f"Jobs: {summary['n_jobs']}, failed: {summary['n_failed']}"
-        + "".join(f"; `{f['key']}`: {f['reason']}" for f in summary["failed"]),
+        jobs_line(summary),
         "",
         "**Reproduce.** `python pipelines/random_features.py -m study=double_descent_rf "
         f"profile={profile}` (and `study=double_descent_rf_digits`), then "
@@ -124,7 +135,7 @@ def ntk_section(summary: dict, figures: Path, page_dir: Path, profile: str) -> l
             f"| {fmt(s['per_seed_slope_mean'])} ± {fmt(s['per_seed_slope_std'])} | {s['n']} |"
         )
     circle = summary.get("circle", {})
-    lines += ["", f"Jobs: {summary['n_jobs']}, failed: {summary['n_failed']}", ""]
+    lines += ["", jobs_line(summary), ""]
     if circle:
         lines += [
             "NTK on the unit circle at initialization (Jacot et al. 2018, Fig. 1): standard "
@@ -182,8 +193,7 @@ def mlp_section(summary: dict, figures: Path, page_dir: Path, profile: str) -> l
         f"**{'yes' if s.get('shows_peak') else 'no'}**. The peak's height depends on the step "
         "budget: networks near the threshold fit the noisy labels slowly.",
         "",
-        f"Jobs: {s['n_jobs']}, failed: {s['n_failed']}"
-        + "".join(f"; `{f['key']}`: {f['reason']}" for f in s["failed"]),
+        jobs_line(s),
         "",
         "**Reproduce.** `python pipelines/double_descent_mlp.py -m study=double_descent_mlp "
         f"profile={profile}`, then `python pipelines/aggregate.py study=double_descent_mlp`; "
@@ -241,8 +251,7 @@ def lazy_section(summary: dict, figures: Path, page_dir: Path, profile: str) -> 
                 )
     lines += [
         "",
-        f"Jobs: {summary['n_jobs']}, failed: {summary['n_failed']}"
-        + "".join(f"; `{f['key']}`: {f['reason']}" for f in summary["failed"]),
+        jobs_line(summary),
         "",
         "**Reproduce.** `python pipelines/lazy_training.py -m study=lazy_training "
         f"profile={profile}`, then `python pipelines/aggregate.py study=lazy_training`; configs "

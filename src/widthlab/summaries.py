@@ -59,6 +59,16 @@ def failed_jobs(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def job_counts(study: str, records: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The head of every summary: the study, how many jobs, how many failed and which."""
+    return {
+        "study": study,
+        "n_jobs": len(records),
+        "n_failed": sum(r["status"] != "ok" for r in records),
+        "failed": failed_jobs(records),
+    }
+
+
 def mean_std_curves(
     rows: list[Mapping[str, Any]], group_by: tuple[str, ...], x: str, metrics: Iterable[str]
 ) -> list[dict[str, Any]]:
@@ -118,10 +128,7 @@ def summarize_ntk_convergence(records: list[Mapping[str, Any]]) -> dict[str, Any
                 name = f"{kernel}_depth{depth}_{activation}"
                 slopes[name] = _slope_summary(group, "width", metric)
     return {
-        "study": "ntk_convergence",
-        "n_jobs": len(rows),
-        "n_failed": sum(r["status"] != "ok" for r in rows),
-        "failed": failed_jobs(records),
+        **job_counts("ntk_convergence", records),
         "slopes": slopes,
     }
 
@@ -161,7 +168,6 @@ def summarize_double_descent_rf(
     infinite-width kernel's error, agreement with the theory outside `threshold_band` (in
     d/n), and the worst KKT / gradient-descent residuals over interpolating jobs."""
     rows = tidy_rows(records)
-    n_jobs = len(records)
     curves = double_descent_rf_curves(records)
     out: dict[str, Any] = {}
     for name, ridge in sorted({(c["name"], c["ridge"]) for c in curves}):
@@ -196,13 +202,7 @@ def summarize_double_descent_rf(
             if worst_value is not None:
                 entry[f"max_{check}"] = worst_value
         out[f"{name}_ridge{ridge:g}"] = entry
-    return {
-        "study": "double_descent_rf",
-        "n_jobs": n_jobs,
-        "n_failed": sum(r["status"] != "ok" for r in records),
-        "failed": failed_jobs(records),
-        "curves": out,
-    }
+    return {**job_counts("double_descent_rf", records), "curves": out}
 
 
 def gd_early_stopping_curves(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -269,12 +269,7 @@ def summarize_double_descent_mlp(records: list[Mapping[str, Any]]) -> dict[str, 
     """Where the seed-averaged test error peaks (in P/(n·C)) and how far it rises above the
     best smaller network and above the largest one."""
     curves = double_descent_mlp_curves(records)
-    out: dict[str, Any] = {
-        "study": "double_descent_mlp",
-        "n_jobs": len(records),
-        "n_failed": sum(r["status"] != "ok" for r in records),
-        "failed": failed_jobs(records),
-    }
+    out: dict[str, Any] = job_counts("double_descent_mlp", records)
     if not curves:
         return out
     peak = max(curves, key=lambda c: c["test_error_mean"])
@@ -348,10 +343,7 @@ def summarize_lazy_training(records: list[Mapping[str, Any]]) -> dict[str, Any]:
         entry["ntk_change"]["lee_2019_slope"] = LEE_2019_SLOPES["ntk_change"]
         slopes[f"depth{depth}"] = entry
     return {
-        "study": "lazy_training",
-        "n_jobs": len(records),
-        "n_failed": sum(r["status"] != "ok" for r in records),
-        "failed": failed_jobs(records),
+        **job_counts("lazy_training", records),
         "slopes": slopes,
     }
 
