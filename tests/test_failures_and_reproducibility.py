@@ -49,12 +49,23 @@ def run(args, cwd, env=None):
 
 def test_same_config_twice_gives_identical_records(tmp_path):
     data = tmp_path / "data"
-    assert run([str(REPO / "pipelines" / "data.py"), "-m", "data=sphere_linear,digits",
+    assert run([str(REPO / "pipelines" / "data.py"), "-m", "data=sphere_linear,digits,digits_noisy",
                 "profile=smoke", "tracking=off", f"paths.data_dir={data}"],
                tmp_path).returncode == 0  # fmt: skip
     jobs = [
         ("random_features", ["study=double_descent_rf", "study.width_ratio=2", "seed=1"]),
         ("ntk_convergence", ["study=ntk_convergence", "model.width=64", "model.depth=2"]),
+        # Lightning training, minibatch SGD: the init and the minibatch order from the seed
+        (
+            "double_descent_mlp",
+            [
+                "study=double_descent_mlp",
+                "model.width=20",
+                "train=sgd",
+                "train.max_steps=40",
+                "seed=1",
+            ],
+        ),
     ]
     for attempt in ("a", "b"):
         for job, args in jobs:
@@ -63,7 +74,7 @@ def test_same_config_twice_gives_identical_records(tmp_path):
                         f"paths.results_dir={tmp_path / attempt}"], tmp_path)  # fmt: skip
             assert proc.returncode == 0, proc.stderr
     records = sorted((tmp_path / "a").rglob("*.json"))
-    assert len(records) == 2
+    assert len(records) == 3
     for path in records:
         a = json.loads(path.read_text())
         b = json.loads((tmp_path / "b" / path.relative_to(tmp_path / "a")).read_text())
