@@ -5,6 +5,8 @@ Checks, on `--device` (default cuda) against the CPU in float64:
   2. empirical NTK of one network (width w, depth 2), structured contraction: same;
   3. one training job through Lightning (`accelerator: auto`) — full-batch GD, width 1024,
      n = 1000, 200 steps, float64 — against the same job on the CPU: final parameters;
+  4. a whole `lazy_training` job (smoke sizes, width 2048) through its pipeline's measure:
+     the largest relative difference of its metrics (tolerance 1e-6);
 and prints a table of timings. Exits non-zero when a difference exceeds its tolerance
 (1e-10 relative for the kernels, 1e-8 for trained parameters: GPU and CPU reduce sums in
 different orders). Runs in a few minutes on one GPU.
@@ -15,16 +17,41 @@ different orders). Runs in a few minutes on one GPU.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
+from widthlab.data import make_dataset, save_dataset
 from widthlab.empirical import empirical_ntk
 from widthlab.kernels import nngp_and_ntk
 from widthlab.models.mlp import MLP
 from widthlab.training import train_network
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_pipeline(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "pipelines" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+lazy = load_pipeline("lazy_training") if __name__ == "__main__" else None
+
+
+def smoke_config(data_dir: str, *overrides: str):
+    """The composed config of conf/ with profile=smoke, tracking off, data in `data_dir`."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        paths = [f"paths.data_dir={data_dir}", f"paths.results_dir={data_dir}"]
+        return compose("config", overrides=["profile=smoke", "tracking=off", *paths, *overrides])
 
 
 def timed(fn, device):
@@ -78,7 +105,7 @@ def main() -> int:
     name = f"empirical NTK, width {args.width}, n={len(probe)}"
     check(name, rel(n_dev, n_cpu), 1e-10, t_dev, t_cpu)
 
-    train = OmegaConf.to_container(OmegaConf.load("conf/train/gd.yaml"))
+    train = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "train" / "gd.yaml"))
     train.update(max_steps=args.steps, lr=0.5, dtype="float64", log_every_n_epochs=50)
     xt = torch.randn(1000, 64, generator=g, dtype=torch.float64)
     yt = torch.nn.functional.one_hot(torch.randint(10, (1000,), generator=g), 10).double()
@@ -94,6 +121,21 @@ def main() -> int:
         trained[where.type] = torch.cat([p.detach().cpu().reshape(-1) for p in net.parameters()])
     check(f"Lightning GD, {args.steps} steps, width 1024", rel(trained[device.type],
           trained["cpu"]), 1e-8, seconds[device.type], seconds["cpu"])  # fmt: skip
+
+    # 4. A whole lazy_training job (smoke sizes): its measure on the device and on the CPU.
+    metrics, seconds = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for where in (device, cpu):
+            cfg = smoke_config(tmp, "study=lazy_training", f"device={where}", "model.width=2048")
+            if where == device:
+                settings = OmegaConf.to_container(cfg.data, resolve=True)
+                save_dataset(make_dataset(settings.pop("name"), **settings), tmp)
+            metrics[where.type], seconds[where.type] = timed(lambda cfg=cfg: lazy.measure(cfg),
+                                                             where)  # fmt: skip
+    compared = ("ntk_change", "linearization_gap", "limit_gap", "param_change")
+    worst = max(abs(metrics[device.type][k] / metrics["cpu"][k] - 1) for k in compared)
+    check("lazy_training job, width 2048 (smoke)", worst, 1e-6, seconds[device.type],
+          seconds["cpu"])  # fmt: skip
 
     print(f"{'check':44s} {'rel. diff':>10s} {'device s':>9s} {'cpu s':>8s} {'speed-up':>8s}")
     for name, value, t_dev, t_cpu in rows:

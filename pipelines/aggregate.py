@@ -138,6 +138,8 @@ def main(cfg: DictConfig) -> None:
     summarize, tables = SUMMARIZERS[study]
     summary = summarize(records)
     summary["stale_records_ignored"] = stale
+    # Jobs of the latest sweeps with no record (an interrupted sweep): named, not hidden.
+    summary["missing_jobs"] = sorted((current or set()) - {r["key"] for r in records})
     for filename, (key, summarize_extra) in EXTRA_SUMMARIES.get(study, {}).items():
         if (folder / filename).exists():
             with open(folder / filename, newline="") as fh:
@@ -165,6 +167,8 @@ def main(cfg: DictConfig) -> None:
             for path in written:
                 client.log_artifact(run_id, str(path), "figures")
     ignored = f", {len(stale)} stale records ignored" if stale else ""
+    if summary["missing_jobs"]:
+        ignored += f", {len(summary['missing_jobs'])} jobs of the sweep missing"
     print(f"{study}: {summary['n_jobs']} jobs, {summary['n_failed']} failed{ignored} -> {folder}/")
 
 

@@ -18,7 +18,8 @@ step, so it is stable for η < 2n/λ_max and lr_fraction < 2 leaves room for the
 Per job, with θ₀ the initial and θ_T the trained parameters, it records
   weight_change_layer_<l>  ‖W_l(T) − W_l(0)‖_F / ‖W_l(0)‖_F for every layer l = 1 … L+1
                            (weights only; their multipliers cancel in the ratio);
-  param_change             ‖θ_T − θ₀‖ / ‖θ₀‖ over every parameter (biases included);
+  param_change             ‖θ_T − θ₀‖ / ‖θ₀‖ over every parameter (biases included: with
+                           b_std = 0 they get no gradient and only add to ‖θ₀‖);
   ntk_change               ‖Θ̂_T − Θ̂₀‖_F / ‖Θ̂₀‖_F on the training inputs;
   linearization_gap        ‖f_T − f_lin,T‖ / ‖f_lin,T − f₀‖ on the first `study.n_eval` test
                            points, where f_lin is the network linearized at θ₀ and trained by

@@ -47,6 +47,9 @@ def jobs_line(summary: dict) -> str:
     stale = summary.get("stale_records_ignored") or []
     if stale:
         line += f" ({len(stale)} records of earlier sweeps left out)"
+    missing = summary.get("missing_jobs") or []
+    if missing:
+        line += f"; {len(missing)} jobs of the sweep have no record: rerun the sweep"
     return line + "."
 
 
@@ -188,10 +191,12 @@ def mlp_section(summary: dict, figures: Path, page_dir: Path, profile: str) -> l
         "",
         f"Threshold n·C = {fmt(s.get('threshold'))}; at most {fmt(s.get('max_steps'))} "
         f"full-batch Adam steps, stopping once the training loss is below "
-        f"{fmt(s.get('stop_loss'))}; {fmt(s.get('seeds'))} seeds. A peak above both the best "
-        f"smaller network and the largest one by more than 2 sd: "
-        f"**{'yes' if s.get('shows_peak') else 'no'}**. The peak's height depends on the step "
-        "budget: networks near the threshold fit the noisy labels slowly.",
+        f"{fmt(s.get('stop_loss'))}; {fmt(s.get('seeds'))} seeds. The peak is the highest "
+        "mean test error within P/(n·C) ∈ [1/3, 3]; above both the best smaller network and "
+        "the largest one by more than two standard errors of the difference: "
+        f"**{ {True: 'yes', False: 'no', None: 'undecided (one seed)'}[s.get('shows_peak')] }**. "
+        "The peak's height depends on the step budget: networks near the threshold fit the "
+        "noisy labels slowly.",
         "",
         jobs_line(s),
         "",

@@ -16,12 +16,14 @@ dd_mlp = load_pipeline("double_descent_mlp")
 def test_linear_prediction_equals_gradient_descent_on_the_linear_model():
     g = torch.Generator().manual_seed(0)
     n, m, steps = 12, 5, 40
-    a = torch.randn(n + m, 30, generator=g, dtype=torch.float64)
-    kernel = a @ a.T  # PSD, rank 30 ≥ n: [train + eval] × [train + eval]
-    k_train, k_eval = kernel[:n, :n], kernel[n:, :n]
-    residual = torch.randn(n, 2, generator=g, dtype=torch.float64)
-    lam_max = float(torch.linalg.eigvalsh(k_train)[-1])
-    for fraction in (0.3, 1.0, 1.9):  # includes oscillating modes (ηλ/n > 1)
+    # rank 30 ≥ n (full rank), and rank 6 < n (zero eigenvalues: g_T(0) = ηT/n)
+    cases = [(rank, fraction) for rank in (30, 6) for fraction in (0.3, 1.0, 1.9)]
+    for rank, fraction in cases:  # 1.9: oscillating modes (ηλ/n > 1)
+        a = torch.randn(n + m, rank, generator=g, dtype=torch.float64)
+        kernel = a @ a.T  # PSD: [train + eval] × [train + eval]
+        k_train, k_eval = kernel[:n, :n], kernel[n:, :n]
+        residual = torch.randn(n, 2, generator=g, dtype=torch.float64)
+        lam_max = float(torch.linalg.eigvalsh(k_train)[-1])
         lr = fraction * n / lam_max
         # Explicit GD on f_lin: the training residual r_t = (I − ηΘ/n)^t r_0, and every
         # output moves by (η/n) Θ(x, X) r_t per step.
@@ -133,3 +135,16 @@ def test_training_configs_are_checked_before_any_work(compose_cfg):
         with pytest.raises(ConfigError) as err:
             validate_config(cfg, "double_descent_mlp")
         assert str(err.value).startswith(message), (override, str(err.value))
+
+
+def test_lazy_training_refuses_settings_its_closed_form_does_not_cover(compose_cfg):
+    from widthlab.schemas import validate_config
+    from widthlab.validation import ConfigError
+
+    for override in ("train=adam", "model.parameterization=standard", "train.momentum=0.9",
+                     "train.batch_size=16", "train.loss=cross_entropy"):  # fmt: skip
+        cfg = compose_cfg("study=lazy_training", override)
+        key = override.split("=")[0].replace("train", "train.optimizer", override == "train=adam")
+        with pytest.raises(ConfigError, match=rf"^{key}=.* is not allowed: expected .* in this"):
+            validate_config(cfg, "lazy_training")
+    validate_config(compose_cfg("study=lazy_training"), "lazy_training")

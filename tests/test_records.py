@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +46,21 @@ def test_code_hash_follows_the_entry_point_file(tmp_path):
     assert code_hash() != before  # the package alone
 
 
+def test_code_hash_skips_modules_that_cannot_change_a_record(tmp_path, monkeypatch):
+    import shutil
+
+    import widthlab.records as records
+
+    package = tmp_path / "widthlab"
+    shutil.copytree(Path(records.__file__).parent, package)
+    monkeypatch.setattr(records, "__file__", str(package / "records.py"))
+    before = records.code_hash()
+    (package / "figures.py").write_text("# a new figure style\n")
+    assert records.code_hash() == before
+    (package / "losses.py").write_text((package / "losses.py").read_text() + "# changed\n")
+    assert records.code_hash() != before
+
+
 def test_sweep_manifests_list_the_current_jobs(tmp_path):
     assert current_job_keys(tmp_path) is None  # no manifest: every record counts
     write_sweep_manifest(tmp_path, "a", ["k1", "k2"])
@@ -53,3 +69,5 @@ def test_sweep_manifests_list_the_current_jobs(tmp_path):
     write_sweep_manifest(tmp_path, "a", ["k1"])  # a's latest sweep replaces its list
     assert current_job_keys(tmp_path) == {"k1", "k3"}
     assert read_records(tmp_path) == []  # manifests are not records
+    write_sweep_manifest(tmp_path, "c", None)  # a group sweep: its jobs are unknown
+    assert current_job_keys(tmp_path) is None

@@ -75,13 +75,20 @@ def config_hash(resolved: Mapping[str, Any], exclude: Iterable[str] = ()) -> str
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# Modules that cannot change a record's numbers (presentation, bookkeeping, config checks):
+# editing them keeps finished records reusable.
+NOT_RESULT_CODE = ("figures.py", "figures_training.py", "summaries.py", "tracking.py",
+                   "schemas.py")  # fmt: skip
+
+
 def code_hash(*extra_files: str | os.PathLike[str]) -> str:
-    """sha256 (first 16 hex digits) of the code that computes a record: every module of the
-    `widthlab` package and `extra_files` (the job's entry point). A record computed by other
-    code is not reused when a sweep resumes."""
+    """sha256 (first 16 hex digits) of the code that computes a record: the modules of the
+    `widthlab` package (less `NOT_RESULT_CODE`) and `extra_files` (the job's entry point).
+    A record computed by other code is not reused when a sweep resumes."""
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    files = sorted(package.rglob("*.py")) + [Path(f).resolve() for f in extra_files]
+    modules = [p for p in sorted(package.rglob("*.py")) if p.name not in NOT_RESULT_CODE]
+    files = modules + [Path(f).resolve() for f in extra_files]
     for path in files:
         name = path.relative_to(package) if path.is_relative_to(package) else path.name
         digest.update(f"{name}\0".encode())
@@ -93,21 +100,25 @@ def code_hash(*extra_files: str | os.PathLike[str]) -> str:
 SWEEPS_FOLDER = "sweeps"
 
 
-def write_sweep_manifest(records_dir: str | os.PathLike[str], name: str, keys: list[str]) -> Path:
-    """`<records_dir>/sweeps/<name>.json`: the job keys of the latest sweep called `name`."""
+def write_sweep_manifest(
+    records_dir: str | os.PathLike[str], name: str, keys: list[str] | None
+) -> Path:
+    """`<records_dir>/sweeps/<name>.json`: the job keys of the latest sweep called `name`
+    (None: a sweep whose jobs could not be listed)."""
     path = Path(records_dir) / SWEEPS_FOLDER / f"{name}.json"
-    atomic_write_json(path, {"sweep": name, "keys": sorted(keys)})
+    atomic_write_json(path, {"sweep": name, "keys": None if keys is None else sorted(keys)})
     return path
 
 
 def current_job_keys(records_dir: str | os.PathLike[str]) -> set[str] | None:
-    """The union of the job keys of every sweep manifest in `records_dir`, or None if there
-    is none (then every record counts)."""
+    """The union of the job keys of every sweep manifest in `records_dir`, or None — every
+    record counts — if there is no manifest or one could not list its jobs."""
     folder = Path(records_dir) / SWEEPS_FOLDER
     manifests = sorted(folder.glob("[!.]*.json")) if folder.is_dir() else []
-    if not manifests:
+    listed = [json.loads(p.read_text())["keys"] for p in manifests]
+    if not listed or any(keys is None for keys in listed):
         return None
-    return {key for p in manifests for key in json.loads(p.read_text())["keys"]}
+    return {key for keys in listed for key in keys}
 
 
 def provenance() -> dict[str, Any]:

@@ -261,9 +261,31 @@ def _rf_cross_checks(cfg: Mapping[str, Any], job: str) -> None:
                           f"of the training pool per seed; seed={seed})")  # fmt: skip
 
 
+def _lazy_cross_checks(cfg: Mapping[str, Any], job: str) -> None:
+    """The linearized-model closed form of lazy_training holds for full-batch gradient
+    descent on the squared loss of an NTK-parameterized network, and nothing else."""
+    required = {
+        "model.parameterization": (cfg["model"]["parameterization"], "ntk"),
+        "train.optimizer": (cfg["train"]["optimizer"], "sgd"),
+        "train.loss": (cfg["train"]["loss"], "squared"),
+        "train.momentum": (cfg["train"]["momentum"], 0),
+        "train.batch_size": (cfg["train"]["batch_size"], None),
+    }
+    for key, (value, allowed) in required.items():
+        if value != allowed:
+            shown = "null" if allowed is None else repr(allowed)
+            raise ConfigError(key, value, f"{shown} in this study (its closed form is that of "
+                              "full-batch gradient descent on the squared loss, NTK "
+                              "parameterization)")  # fmt: skip
+    if cfg["study"]["n_train"] > cfg["data"]["n_train"]:
+        raise ConfigError("study.n_train", cfg["study"]["n_train"],
+                          f"≤ data.n_train = {cfg['data']['n_train']}")  # fmt: skip
+
+
 CROSS_CHECKS: dict[str, Callable[[Mapping[str, Any], str], None]] = {
     "ntk_convergence": _ntk_cross_checks,
     "double_descent_rf": _rf_cross_checks,
+    "lazy_training": _lazy_cross_checks,
 }
 
 
@@ -297,15 +319,23 @@ def validate_sweep(
     Overrides of config groups (`data=a,b`) cannot be applied without composing; those jobs
     are checked by their own entry point before they start.
     """
-    values = {k: v for k, v in sweep_values(config).items() if k not in set(groups)}
     task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+    # Config-group choices (`profile=smoke`) are already composed into `task`.
+    values = {
+        k: v
+        for k, v in sweep_values(config).items()
+        if k not in set(groups) and not isinstance(OmegaConf.select(task, k), DictConfig)
+    }
     base = OmegaConf.create(OmegaConf.to_container(task, resolve=True))
     keys = list(values)
     count = 0
     for combination in itertools.product(*(values[k] for k in keys)):
-        cfg = copy.deepcopy(base)
+        # Overrides first, then resolve: a key that interpolates a swept key
+        # (train.max_steps: ${study.steps}) takes the job's value, as in the job itself.
+        unresolved = copy.deepcopy(task)
         for key, value in zip(keys, combination, strict=True):
-            OmegaConf.update(cfg, key, value, merge=False, force_add=True)
+            OmegaConf.update(unresolved, key, value, merge=False, force_add=True)
+        cfg = OmegaConf.create(OmegaConf.to_container(unresolved, resolve=True))
         validate_config(cfg, job)
         count += 1
         if record_keys is not None and OmegaConf.select(cfg, "study.job_keys"):
@@ -391,15 +421,18 @@ class SweepValidationCallback(Callback):
         """Record which jobs this sweep of a study consists of (`records/sweeps/<study
         config>.json`), so the aggregate counts exactly the jobs of each study config's latest
         sweep, not records left by an earlier sweep over other widths. A sweep over a config
-        group (`data=a,b`) cannot list its jobs here and writes nothing."""
+        group (`data=a,b`) cannot list its jobs here: its manifest says so (keys null) and the
+        aggregate then keeps every record of the study."""
         from pathlib import Path
 
         from widthlab.records import write_sweep_manifest
 
         study = OmegaConf.select(config, "study.name")
         swept = {k for k, v in sweep_values(config).items() if len(v) > 1}
-        if not study or not keys or swept & set(groups):
+        if not study or not keys:
             return
         results = OmegaConf.select(config, "paths.results_dir")
         records = Path(str(results)) / str(study) / "records"
-        write_sweep_manifest(records, str(choices.get("study") or study), keys)
+        # A group sweep's jobs are unknown here: `None` makes the aggregate keep every record.
+        listed = None if swept & set(groups) else keys
+        write_sweep_manifest(records, str(choices.get("study") or study), listed)

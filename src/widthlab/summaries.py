@@ -265,22 +265,41 @@ def double_descent_mlp_curves(records: list[Mapping[str, Any]]) -> list[dict[str
     return [c for c in curves if c["params_over_threshold"] is not None]
 
 
+# Where the double-descent peak is looked for, in P/(n·C): a decade around the threshold.
+MLP_PEAK_BAND = (1 / 3, 3.0)
+
+
+def _clearly_above(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool | None:
+    """Mean test error of `a` above `b` by more than twice the standard error of their
+    difference (None with fewer than two seeds: no error bar)."""
+    if min(a["test_error_count"], b["test_error_count"]) < 2:
+        return None
+    se = math.hypot(a["test_error_std"] / math.sqrt(a["test_error_count"]),
+                    b["test_error_std"] / math.sqrt(b["test_error_count"]))  # fmt: skip
+    return bool(a["test_error_mean"] - b["test_error_mean"] > 2 * se)
+
+
 def summarize_double_descent_mlp(records: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Where the seed-averaged test error peaks (in P/(n·C)) and how far it rises above the
-    best smaller network and above the largest one."""
+    """The seed-averaged test error's peak within `MLP_PEAK_BAND` of the threshold (in
+    P/(n·C)), the best smaller network, and the largest one; `shows_peak` when the peak is
+    above both by more than two standard errors of the difference."""
     curves = double_descent_mlp_curves(records)
     out: dict[str, Any] = job_counts("double_descent_mlp", records)
-    if not curves:
+    band = [c for c in curves if MLP_PEAK_BAND[0] <= c["params_over_threshold"]
+            <= MLP_PEAK_BAND[1]]  # fmt: skip
+    if not band:
         return out
-    peak = max(curves, key=lambda c: c["test_error_mean"])
+    peak = max(band, key=lambda c: c["test_error_mean"])
     before = [c for c in curves if c["width"] < peak["width"]]
     left = min(before, key=lambda c: c["test_error_mean"]) if before else peak
     last = max(curves, key=lambda c: c["width"])
     ok = [r for r in records if r["status"] == "ok"]
+    above = [_clearly_above(peak, left), _clearly_above(peak, last)]
     out.update({
         "threshold": ok[0]["metrics"]["threshold"],
         "max_steps": ok[0]["config"]["train"]["max_steps"],
         "stop_loss": ok[0]["config"]["train"]["stop_loss"],
+        "peak_band_params_over_threshold": list(MLP_PEAK_BAND),
         "peak_width": peak["width"],
         "peak_params_over_threshold": peak["params_over_threshold"],
         "peak_test_error": peak["test_error_mean"],
@@ -294,11 +313,7 @@ def summarize_double_descent_mlp(records: list[Mapping[str, Any]]) -> dict[str, 
         "peak_train_error": peak["train_error_mean"],
         "largest_width_train_error": last["train_error_mean"],
         "seeds": peak["test_error_count"],
-        # A peak: above the best smaller network and the largest one, both by > 2 sd.
-        "shows_peak": bool(
-            peak["test_error_mean"] - 2 * peak["test_error_std"]
-            > max(left["test_error_mean"], last["test_error_mean"])
-        ),
+        "shows_peak": None if None in above else all(above),
     })  # fmt: skip
     return out
 

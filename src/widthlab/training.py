@@ -37,6 +37,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.loggers import MLFlowLogger
 from torch import nn
 
 from widthlab.losses import DTYPES, LOSSES, OPTIMIZERS, evaluate, loss_value
@@ -160,10 +161,15 @@ class TrainingResult:
 
 
 def build_trainer(
-    train_cfg: Mapping[str, Any], logger: Any = False, extra_callbacks: list | None = None
+    train_cfg: Mapping[str, Any],
+    logger: Any = False,
+    extra_callbacks: list | None = None,
+    device: torch.device | None = None,
 ) -> pl.Trainer:
     """The Lightning Trainer of `train.trainer` (a `_target_` config), with the step budget,
-    the precision of `train.dtype`, the stopping rule and `logger` (False: none)."""
+    the precision of `train.dtype`, the stopping rule and `logger` (False: none). `device`
+    (the job's, from `device: auto|cpu|cuda[:i]`) replaces the config's accelerator, so a
+    job trains where its tensors are."""
     max_steps = check_positive_int("train.max_steps", train_cfg["max_steps"])
     stop_loss = train_cfg.get("stop_loss")
     stopping = EarlyStopping(
@@ -175,6 +181,11 @@ def build_trainer(
         check_on_train_epoch_end=True,
         verbose=False,
     )
+    placement = {}
+    if device is not None:
+        cuda = device.type == "cuda"
+        placement = {"accelerator": "gpu" if cuda else "cpu",
+                     "devices": [device.index or 0] if cuda else 1}  # fmt: skip
     return instantiate(
         train_cfg["trainer"],
         max_steps=max_steps,
@@ -183,37 +194,56 @@ def build_trainer(
         logger=logger,
         callbacks=[stopping, *(extra_callbacks or [])],
         _convert_="all",
+        **placement,
     )
 
 
 def fit(task: MLPTask, batches: TensorBatches, trainer: pl.Trainer) -> TrainingResult:
-    """Train; raise `TrainingDiverged` if the loss became NaN or infinite."""
+    """Train; raise `TrainingDiverged` if the loss became NaN or infinite (during training or
+    at the final parameters). The model stays on the device it was trained on."""
+    device = next(task.model.parameters()).device
     trainer.fit(task, train_dataloaders=batches)
+    task.model.to(device)  # Lightning's teardown moves a GPU-trained module to the CPU
     final = trainer.callback_metrics.get("train_loss")
-    if final is not None and not torch.isfinite(final):
+    x, y = batches.x.to(device), batches.y.to(device)
+    task.model.eval()
+    with torch.no_grad():
+        last = float(loss_value(task.model(x), y, task.loss))  # after the last update
+    if (final is not None and not torch.isfinite(final)) or not math.isfinite(last):
+        shown = last if final is None or torch.isfinite(final) else float(final)
         raise TrainingDiverged(
-            f"training diverged: train loss = {float(final)} after {trainer.global_step} steps "
+            f"training diverged: train loss = {shown} after {trainer.global_step} steps "
             f"(lr={task.lr:g}; lower train.lr)"
         )
-    # Below the step budget, the only other way out is the loss threshold (NaN raised above).
+    stop = trainer.early_stopping_callback
+    threshold = stop.stopping_threshold if stop is not None else None
     return TrainingResult(
         steps=trainer.global_step,
         epochs=trainer.current_epoch,
-        stopped_at_threshold=trainer.global_step < trainer.max_steps,
+        stopped_at_threshold=bool(
+            threshold is not None and final is not None and float(final) < threshold
+        ),
     )
 
 
+class JobMLFlowLogger(MLFlowLogger):
+    """Lightning's MLFlowLogger for a run it does not own: `finalize` leaves the run open, so
+    the job (`widthlab.tracking.job_run`) logs its final metrics and record first and ends the
+    run itself, FINISHED or FAILED."""
+
+    def finalize(self, status: str = "success") -> None:
+        pass
+
+
 def job_logger(cfg: Mapping[str, Any]) -> Any:
-    """Lightning's MLFlowLogger writing into the running job's MLflow child run
-    (`widthlab.jobs.active_run`), or False when tracking is off or no job is running."""
+    """A logger writing into the running job's MLflow child run (`widthlab.jobs.active_run`),
+    or False when tracking is off or no job is running."""
     from widthlab.jobs import active_run
 
     run = active_run()
     if run is None or not run.active:
         return False
-    from pytorch_lightning.loggers import MLFlowLogger
-
-    return MLFlowLogger(tracking_uri=str(cfg["tracking"]["uri"]), run_id=run.run_id)
+    return JobMLFlowLogger(tracking_uri=str(cfg["tracking"]["uri"]), run_id=run.run_id)
 
 
 def train_network(
@@ -225,8 +255,9 @@ def train_network(
     classification: bool,
     lr: float | None = None,
 ) -> TrainingResult:
-    """Train `model` in place as `cfg.train` says (lr: `train.lr` unless given), logging its
-    curves into the job's MLflow run; the curves end with a point at the final parameters."""
+    """Train `model` in place as `cfg.train` says (lr: `train.lr` unless given), on the device
+    of `x_train`, logging its curves into the job's MLflow run; the curves end with a point
+    at the final parameters."""
     t = cfg["train"]
     batch_size = t["batch_size"]
     if batch_size is not None:
@@ -242,7 +273,7 @@ def train_network(
         log_every_n_epochs=t["log_every_n_epochs"],
     )
     logger = job_logger(cfg)
-    trainer = build_trainer(t, logger=logger)
+    trainer = build_trainer(t, logger=logger, device=x_train.device)
     batches = TensorBatches(x_train, y_train, batch_size, seed=int(cfg["seed"]))
     # MLFlowLogger calls mlflow.set_tracking_uri, which also exports MLFLOW_TRACKING_URI to
     # the process environment; put it back, so nothing after this job inherits the setting.
