@@ -82,7 +82,7 @@ def measure(cfg: DictConfig) -> dict:
 @exit_on_config_error
 def main(cfg: DictConfig) -> None:
     validate_config(cfg, "double_descent_mlp")  # every group it reads, before any work
-    run_study_job(cfg, measure, headline="test_error")
+    run_study_job(cfg, measure, headline="test_error", entry=__file__)
 
 
 if __name__ == "__main__":

@@ -158,7 +158,7 @@ def measure(cfg: DictConfig) -> dict:
 @exit_on_config_error
 def main(cfg: DictConfig) -> None:
     validate_config(cfg, "lazy_training")  # every group it reads, before any work
-    run_study_job(cfg, measure, headline="linearization_gap")
+    run_study_job(cfg, measure, headline="linearization_gap", entry=__file__)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def measure(cfg: DictConfig) -> dict[str, float]:
 @exit_on_config_error
 def main(cfg: DictConfig) -> None:
     validate_config(cfg, "ntk_convergence")  # every group it reads, before any work
-    run_study_job(cfg, measure, headline="ntk_distance")
+    run_study_job(cfg, measure, headline="ntk_distance", entry=__file__)
 
 
 if __name__ == "__main__":

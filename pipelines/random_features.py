@@ -193,7 +193,7 @@ def gradient_descent_checks(cfg, ds, h_train, h_test, solution) -> dict:
 @exit_on_config_error
 def main(cfg: DictConfig) -> None:
     validate_config(cfg, "random_features")  # every group it reads, before any work
-    run_study_job(cfg, measure, headline="test_mse")
+    run_study_job(cfg, measure, headline="test_mse", entry=__file__)
 
 
 if __name__ == "__main__":

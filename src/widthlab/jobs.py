@@ -147,6 +147,7 @@ def run_study_job(
     cfg: DictConfig,
     measure: Callable[[DictConfig], Mapping[str, Any]],
     headline: str | None = None,
+    entry: str | None = None,
 ) -> dict[str, Any]:
     """Measure, record and track one job of the study `cfg.study.name`; returns the record.
 
@@ -162,8 +163,10 @@ def run_study_job(
     path = record_path(cfg, identity)
     resolved = kept_config(OmegaConf.to_container(cfg, resolve=True))
     digest = config_hash(resolved)
-    entry = inspect.getsourcefile(measure)
-    code = code_hash(*([entry] if entry else []))
+    # The entry point's file joins the code hash: given by the pipeline (`__file__`, which
+    # survives the pickling of parallel launchers), else where `measure` is defined.
+    entry = entry or inspect.getsourcefile(measure)
+    code = code_hash(*([entry] if entry and os.path.isfile(entry) else []))
     if OmegaConf.select(cfg, "resume", default=True):
         cached = cached_record(path, digest, code)
         if cached is not None:
