@@ -22,6 +22,16 @@ BAD_RUNS = [
     # A sweep whose third job is bad: caught before the first job runs.
     ("ntk_convergence", ["-m", "study=ntk_convergence", "model.width=16,32,0"],
      "error: model.width=0 is not allowed"),
+    ("double_descent_mlp", ["study=double_descent_mlp", "train.lr=0"],
+     "error: train.lr=0 is not allowed"),
+    ("double_descent_mlp", ["study=double_descent_mlp", "train.optimizer=lbfgs"],
+     "error: train.optimizer='lbfgs' is not allowed"),
+    ("double_descent_mlp", ["study=double_descent_mlp", "data.label_noise=1.5"],
+     "error: data.label_noise=1.5 is not allowed"),
+    ("lazy_training", ["study=lazy_training", "train=adam"],
+     "error: train.optimizer='adam' is not allowed"),
+    ("lazy_training", ["-m", "study=lazy_training", "model.width=64,0"],
+     "error: model.width=0 is not allowed"),
     ("aggregate", ["study=no_such_study"], None),  # Hydra lists the available options
 ]  # fmt: skip
 
