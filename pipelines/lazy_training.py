@@ -36,6 +36,8 @@ and the training/test losses of the network and of both linear predictions. Lee 
 and the hidden-to-hidden weights closer to width^−1.
 """
 
+import copy
+
 import hydra
 import torch
 from hydra.utils import instantiate
@@ -106,9 +108,7 @@ def measure(cfg: DictConfig) -> dict:
     lr = float(s.lr_fraction) * n / float(torch.linalg.eigvalsh(limit)[-1])
 
     def kernels(net):
-        net64 = instantiate(m, in_features=x.shape[1], out_features=1, seed=cfg.seed,
-                            dtype=torch.float64, device=device)  # fmt: skip
-        net64.load_state_dict({k: v.double() for k, v in net.state_dict().items()})
+        net64 = copy.deepcopy(net).double()
         with torch.no_grad():
             outputs = (net64(x64), net64(xe64))
         return empirical_ntk(net64, x64), empirical_ntk(net64, xe64, x64), outputs
