@@ -70,8 +70,10 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.n, args.dim, generator=gen, dtype=torch.float64)
     w_std, b_std = 1.4, 0.1
-    print(f"n={args.n} D={args.dim} depth={args.depth} float64 threads={args.threads} "
-          f"w_std={w_std} b_std={b_std}")  # fmt: skip
+    print(
+        f"n={args.n} D={args.dim} depth={args.depth} float64 threads={args.threads} "
+        f"w_std={w_std} b_std={b_std}"
+    )
     for activation in ("relu", "erf"):
         fast_s, fast_cpu, (k, t) = timed(
             lambda a=activation: nngp_and_ntk(
@@ -90,10 +92,12 @@ def main() -> None:
         err_t = ((t - t0).abs() / (scale[1][:, None] * scale[1][None, :])).max().item()
         assert err_k < 1e-7 and err_t < 1e-7, (err_k, err_t)  # plain relu: arccos(1 − eps) noise
         goal = f"   goal <= {GOAL_S} s: {'met' if fast_s <= GOAL_S else 'NOT met'}"
-        print(f"{activation:5s} nngp_and_ntk {fast_s:7.3f} s (cpu {fast_cpu:6.2f} s)   "
-              f"plain torch {plain_s:7.3f} s (cpu {plain_cpu:6.2f} s)   "
-              f"speed-up x{plain_s / fast_s:5.1f}   max scaled diff nngp {err_k:.1e} "
-              f"ntk {err_t:.1e}" + (goal if activation == "relu" else ""))  # fmt: skip
+        print(
+            f"{activation:5s} nngp_and_ntk {fast_s:7.3f} s (cpu {fast_cpu:6.2f} s)   "
+            f"plain torch {plain_s:7.3f} s (cpu {plain_cpu:6.2f} s)   "
+            f"speed-up x{plain_s / fast_s:5.1f}   max scaled diff nngp {err_k:.1e} "
+            f"ntk {err_t:.1e}" + (goal if activation == "relu" else "")
+        )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from widthlab.models.random_features import draw_features, feature_activations, sample_sphere
-from widthlab.solvers import width_sweep
+from widthlab.models.random_features import draw_features, feature_activations
+from widthlab.seeding import uniform_sphere
+from widthlab.width_sweep import width_sweep
 
 
 def lstsq_loop(s_train, y, widths, s_test, y_test) -> np.ndarray:
@@ -46,7 +47,7 @@ def main() -> None:
     limits = threadpool_limits(args.blas_threads or None, user_api="blas")
 
     rng = np.random.default_rng(0)
-    x = sample_sphere(args.n + args.n_test, args.dim, rng)
+    x = uniform_sphere(rng, args.n + args.n_test, args.dim, np.sqrt(args.dim))
     beta1 = rng.standard_normal(args.dim) / np.sqrt(args.dim)
     y_all = x @ beta1 + 0.3 * rng.standard_normal(len(x))
     s_all = feature_activations(x, draw_features(args.dim, args.max_width, "gaussian", 1), "relu")

@@ -3,7 +3,7 @@
 Width 1024, one hidden layer, n = 1000 Gaussian inputs (D = 64), 10 one-hot classes,
 1000 full-batch gradient-descent steps on the squared loss, float32, on the CPU (or
 --device). Both sides start from the same network and run the same steps, and end at the
-same parameters (checked). The Lightning side is the study's path, `widthlab.training.
+same parameters (checked). The Lightning side is the study's path, `widthlab.runtime.training.
 train_network`: `TensorBatches`, the Trainer of conf/train/gd.yaml, EarlyStopping on the
 epoch's loss and `MLFlowLogger` into a run of a fresh SQLite store, curves every
 `--log-every` epochs. The plain loop does zero_grad/forward/backward/step and nothing else.
@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from widthlab import jobs
 from widthlab.models.mlp import MLP
-from widthlab.tracking import JobRun
-from widthlab.training import train_network
+from widthlab.runtime import jobs
+from widthlab.runtime.tracking import JobRun
+from widthlab.runtime.training import train_network
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "train" / "gd.yaml"
 
@@ -96,8 +96,10 @@ def main() -> None:
         logged = len(client.get_metric_history(run.info.run_id, "epoch/train_loss"))
 
     plain, lightning = min(t_plain), min(t_lightning)
-    print(f"width {args.width}, n {args.n}, {args.steps} full-batch steps on {device}, "
-          f"{torch.get_num_threads()} torch threads")  # fmt: skip
+    print(
+        f"width {args.width}, n {args.n}, {args.steps} full-batch steps on {device}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
     print(f"plain torch loop     : {plain:.2f} s ({1e3 * plain / args.steps:.2f} ms/step)")
     print(f"Lightning + MLflow   : {lightning:.2f} s ({logged} curve points logged)")
     print(f"ratio Lightning/plain: {lightning / plain:.3f}  (goal <= 1.3)")

@@ -5,7 +5,7 @@ Checks, on `--device` (default cuda) against the CPU in float64:
   2. empirical NTK of one network (width w, depth 2), structured contraction: same;
   3. one training job through Lightning (`accelerator: auto`) — full-batch GD, width 1024,
      n = 1000, 200 steps, float64 — against the same job on the CPU: final parameters;
-  4. a whole `lazy_training` job (smoke sizes, width 2048) through its pipeline's measure:
+  4. a whole `lazy_training` job (smoke sizes, width 2048) through its study's measure:
      the largest relative difference of its metrics (tolerance 1e-6);
 and prints a table of timings. Exits non-zero when a difference exceeds its tolerance
 (1e-10 relative for the kernels, 1e-8 for trained parameters: GPU and CPU reduce sums in
@@ -17,7 +17,6 @@ different orders). Runs in a few minutes on one GPU.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 import time
@@ -26,23 +25,15 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from widthlab.data import make_dataset, save_dataset
+from widthlab.data import make_dataset
 from widthlab.empirical import empirical_ntk
 from widthlab.kernels import nngp_and_ntk
 from widthlab.models.mlp import MLP
-from widthlab.training import train_network
+from widthlab.runtime.datafiles import save_dataset
+from widthlab.runtime.training import train_network
+from widthlab.studies.lazy_training.job import measure as lazy_measure
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load_pipeline(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "pipelines" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-lazy = load_pipeline("lazy_training") if __name__ == "__main__" else None
 
 
 def smoke_config(data_dir: str, *overrides: str):
@@ -79,8 +70,10 @@ def main() -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("no CUDA device here", file=sys.stderr)
         return 2
-    print(f"device {device}" + (f" ({torch.cuda.get_device_name(device)})"
-                                if device.type == "cuda" else ""))  # fmt: skip
+    print(
+        f"device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
     torch.zeros(1, device=device).sum().item()  # create the CUDA context before timing
     rows, failures = [], []
     g = torch.Generator().manual_seed(0)
@@ -92,8 +85,10 @@ def main() -> int:
             failures.append(f"{name}: {value:.2e} > {tolerance:.0e}")
 
     kw = dict(depth=3, activation="relu")
-    (k_dev, t_dev), (k_cpu, t_cpu) = (timed(lambda: nngp_and_ntk(x.to(device), **kw), device),
-                                      timed(lambda: nngp_and_ntk(x, **kw), cpu))  # fmt: skip
+    (k_dev, t_dev), (k_cpu, t_cpu) = (
+        timed(lambda: nngp_and_ntk(x.to(device), **kw), device),
+        timed(lambda: nngp_and_ntk(x, **kw), cpu),
+    )
     check(f"analytic NNGP, n={args.n}", rel(k_dev[0], k_cpu[0]), 1e-10, t_dev, t_cpu)
     check(f"analytic NTK, n={args.n}", rel(k_dev[1], k_cpu[1]), 1e-10, t_dev, t_cpu)
 
@@ -112,15 +107,26 @@ def main() -> int:
     trained = {}
     seconds = {}
     for where in (device, cpu):
-        cfg = {"train": dict(train, trainer=dict(train["trainer"], accelerator=where.type)),
-               "tracking": {"uri": None}, "seed": 0}  # fmt: skip
+        cfg = {
+            "train": dict(train, trainer=dict(train["trainer"], accelerator=where.type)),
+            "tracking": {"uri": None},
+            "seed": 0,
+        }
         net = MLP(64, 1024, 1, out_features=10, seed=2, dtype=torch.float64, device=where)
-        _, seconds[where.type] = timed(lambda net=net, where=where, cfg=cfg: train_network(
-            cfg, net, xt.to(where), yt.to(where), {"train": (xt.to(where), yt.to(where))}, True
-        ), where)  # fmt: skip
+        _, seconds[where.type] = timed(
+            lambda net=net, where=where, cfg=cfg: train_network(
+                cfg, net, xt.to(where), yt.to(where), {"train": (xt.to(where), yt.to(where))}, True
+            ),
+            where,
+        )
         trained[where.type] = torch.cat([p.detach().cpu().reshape(-1) for p in net.parameters()])
-    check(f"Lightning GD, {args.steps} steps, width 1024", rel(trained[device.type],
-          trained["cpu"]), 1e-8, seconds[device.type], seconds["cpu"])  # fmt: skip
+    check(
+        f"Lightning GD, {args.steps} steps, width 1024",
+        rel(trained[device.type], trained["cpu"]),
+        1e-8,
+        seconds[device.type],
+        seconds["cpu"],
+    )
 
     # 4. A whole lazy_training job (smoke sizes): its measure on the device and on the CPU.
     metrics, seconds = {}, {}
@@ -130,12 +136,14 @@ def main() -> int:
             if where == device:
                 settings = OmegaConf.to_container(cfg.data, resolve=True)
                 save_dataset(make_dataset(settings.pop("name"), **settings), tmp)
-            metrics[where.type], seconds[where.type] = timed(lambda cfg=cfg: lazy.measure(cfg),
-                                                             where)  # fmt: skip
+            metrics[where.type], seconds[where.type] = timed(
+                lambda cfg=cfg: lazy_measure(cfg), where
+            )
     compared = ("ntk_change", "linearization_gap", "limit_gap", "param_change")
     worst = max(abs(metrics[device.type][k] / metrics["cpu"][k] - 1) for k in compared)
-    check("lazy_training job, width 2048 (smoke)", worst, 1e-6, seconds[device.type],
-          seconds["cpu"])  # fmt: skip
+    check(
+        "lazy_training job, width 2048 (smoke)", worst, 1e-6, seconds[device.type], seconds["cpu"]
+    )
 
     print(f"{'check':44s} {'rel. diff':>10s} {'device s':>9s} {'cpu s':>8s} {'speed-up':>8s}")
     for name, value, t_dev, t_cpu in rows:

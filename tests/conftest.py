@@ -1,4 +1,5 @@
-"""Shared fixtures: the Hydra compose API on the repository's conf/, shrunk for tests."""
+"""Shared fixtures: the Hydra compose API on the repository's conf/ (plus tests/conf, where the
+toy study of tests/studies lives), shrunk to the smoke profile for tests."""
 
 import os
 import subprocess
@@ -11,63 +12,78 @@ from omegaconf import DictConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
+TESTS_CONF = REPO / "tests" / "conf"
+TEST_STUDIES = REPO / "tests" / "studies"
+SEARCH_PATH = f"hydra.searchpath=[file://{TESTS_CONF}]"
+sys.path.insert(0, str(TEST_STUDIES))  # the toy study's module, as a user's study would be
+
+
+def composed(*overrides: str, hydra: bool = False) -> DictConfig:
+    """The root config with `overrides`, profile=smoke unless given, tests/conf searched."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=["profile=smoke", SEARCH_PATH, *overrides],
+            return_hydra_config=hydra,
+        )
 
 
 @pytest.fixture
 def compose_cfg():
-    """compose_cfg(*overrides) → the resolved-able root config with profile=smoke, tracking=off."""
+    """compose_cfg(*overrides) → the root config with profile=smoke, tracking=off."""
 
     def _compose(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return compose(
-                "config",
-                overrides=["profile=smoke", "tracking=off", *overrides],
-                return_hydra_config=return_hydra_config,
-            )
+        return composed("tracking=off", *overrides, hydra=return_hydra_config)
 
     return _compose
 
 
+def subprocess_env(extra: dict | None = None) -> dict:
+    """The environment of an entry point run by a test: no tracking server inherited from the
+    developer's shell, the toy study importable."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    path = os.pathsep.join(filter(None, [str(TEST_STUDIES), env.get("PYTHONPATH")]))
+    return {**env, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **(extra or {})}
+
+
 @pytest.fixture
 def run_pipeline(tmp_path):
-    """run_pipeline(job, *args) runs `python pipelines/<job>.py args` with cwd = tmp_path."""
+    """run_pipeline(entry, *args) runs `python pipelines/<entry>.py args` with cwd = tmp_path."""
 
-    def _run(job: str, *args: str, env: dict | None = None, cwd: Path | None = None):
-        # A tracking server set in the developer's shell must not receive test runs.
-        inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-        full_env = {**inherited, "PYTHONUNBUFFERED": "1", **(env or {})}
+    def _run(entry: str, *args: str, env: dict | None = None, cwd: Path | None = None):
         return subprocess.run(
-            [sys.executable, str(REPO / "pipelines" / f"{job}.py"), *args],
-            cwd=cwd or tmp_path, env=full_env, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            [sys.executable, str(REPO / "pipelines" / f"{entry}.py"), *args],
+            cwd=cwd or tmp_path,
+            env=subprocess_env(env),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
 
     return _run
-
-
-def load_pipeline(name: str):
-    """Import pipelines/<name>.py as a module (its Hydra main is not run)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        f"pipeline_{name}", REPO / "pipelines" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
 def smoke_data(tmp_path_factory):
     """The smoke profile's data sets, generated once into a temporary data folder."""
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from widthlab.data import make_dataset, save_dataset
+    from widthlab.data import make_dataset
+    from widthlab.runtime.datafiles import save_dataset
 
     folder = tmp_path_factory.mktemp("data")
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        for name in ("sphere_linear", "teacher", "digits", "digits_noisy"):
-            cfg = compose("config", overrides=["profile=smoke", "tracking=off", f"data={name}"])
-            settings = OmegaConf.to_container(cfg.data, resolve=True)
-            save_dataset(make_dataset(settings.pop("name"), **settings), folder)
+    for name in ("sphere_linear", "teacher", "digits", "digits_noisy"):
+        cfg = composed("tracking=off", f"data={name}")
+        settings = OmegaConf.to_container(cfg.data, resolve=True)
+        save_dataset(make_dataset(settings.pop("name"), **settings), folder)
     return folder
+
+
+def sphere_points(n: int, dim: int, seed=0):
+    """n points uniform on the sphere of radius √dim (`widthlab.seeding.uniform_sphere`)."""
+    import numpy as np
+
+    from widthlab.seeding import uniform_sphere
+
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return uniform_sphere(rng, n, dim, np.sqrt(dim))

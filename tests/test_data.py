@@ -6,17 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from widthlab.data import (
-    DataFileError,
-    flip_labels,
-    load_dataset,
-    make_dataset,
-    openml_images,
-    save_dataset,
-    sphere_linear,
-    teacher,
-)
-from widthlab.validation import ConfigError
+from widthlab.checks import InvalidValue
+from widthlab.data import flip_labels, make_dataset, openml_images, sphere_linear, teacher
+from widthlab.runtime.datafiles import load_dataset, save_dataset
+from widthlab.runtime.errors import DataFileError
 
 
 def test_sphere_points_lie_on_the_sphere_of_radius_sqrt_dim():
@@ -64,8 +57,9 @@ def test_teacher_reproducible_by_seed_and_matches_its_formula():
     np.testing.assert_array_equal(a.y_train, b.y_train)
     assert not np.allclose(a.y_train, c.y_train)
     v, w = a.extras["teacher_v"], a.extras["teacher_a"]
-    manual = [sum(w[j] * max(v[j] @ x / np.sqrt(7), 0) for j in range(11)) / np.sqrt(11)
-              for x in a.x_test]  # fmt: skip
+    manual = [
+        sum(w[j] * max(v[j] @ x / np.sqrt(7), 0) for j in range(11)) / np.sqrt(11) for x in a.x_test
+    ]
     np.testing.assert_allclose(a.y_test, manual, rtol=1e-12)
 
 
@@ -101,8 +95,10 @@ def test_same_settings_give_identical_bytes(tmp_path):
     for i in range(2):
         save_dataset(sphere_linear(40, 10, 5, seed=9), tmp_path / str(i))
     for suffix in ("npz", "json"):
-        digests = {hashlib.sha256((tmp_path / str(i) / f"sphere_linear.{suffix}").read_bytes())
-                   .hexdigest() for i in range(2)}  # fmt: skip
+        digests = {
+            hashlib.sha256((tmp_path / str(i) / f"sphere_linear.{suffix}").read_bytes()).hexdigest()
+            for i in range(2)
+        }
         assert len(digests) == 1
     meta = json.loads((tmp_path / "0" / "sphere_linear.json").read_text())
     assert meta["n_train"] == 40 and meta["dim"] == 5 and meta["settings"]["seed"] == 9
@@ -114,32 +110,82 @@ def test_round_trip_and_corruption_names_the_stage(tmp_path):
     back = load_dataset("teacher", tmp_path)
     np.testing.assert_array_equal(back.x_test, ds.x_test)
     np.testing.assert_array_equal(back.extras["teacher_v"], ds.extras["teacher_v"])
-    raw = bytearray(npz.read_bytes())
-    raw[-200] ^= 0xFF  # flip one byte inside the last array
-    npz.write_bytes(bytes(raw))
-    with pytest.raises(DataFileError, match=r"dvc repro data@teacher"):
+    arrays = dict(np.load(npz))
+    arrays["x_test"] = arrays["x_test"] + 1e-12  # a changed array, the same card
+    np.savez(npz, **arrays)
+    with pytest.raises(
+        DataFileError,
+        match=r"'x_test' does not match its sha256\): regenerate "
+        r"it with `python pipelines/data.py data=teacher`",
+    ):
         load_dataset("teacher", tmp_path)
-    with pytest.raises(DataFileError, match=r"not found.*dvc repro data@digits"):
-        load_dataset("digits", tmp_path)
+    raw = bytearray(npz.read_bytes())
+    raw[-200] ^= 0xFF  # a damaged zip
+    npz.write_bytes(bytes(raw))
+    with pytest.raises(DataFileError, match=r"is unusable .*regenerate it with"):
+        load_dataset("teacher", tmp_path)
+    with pytest.raises(
+        DataFileError,
+        match=r"not found.*`python pipelines/data.py data=digits "
+        r"profile=smoke`",
+    ):
+        load_dataset("digits", tmp_path, profile="smoke")
+
+
+def test_a_file_made_with_other_settings_is_refused_naming_key_and_both_values(tmp_path):
+    save_dataset(teacher(30, 10, 4, noise=0.1, seed=0), tmp_path)
+    expected = {
+        "name": "teacher",
+        "n_train": 30,
+        "n_test": 10,
+        "dim": 4,
+        "teacher_width": 64,
+        "noise": 0.1,
+        "seed": 0,
+    }
+    assert load_dataset("teacher", tmp_path, expected=expected).x_train.shape == (30, 4)
+    with pytest.raises(DataFileError) as info:
+        load_dataset("teacher", tmp_path, expected={**expected, "dim": 50}, profile="smoke")
+    message = str(info.value)
+    assert "was made with dim=4, but data.dim=50 here" in message
+    assert "`python pipelines/data.py data=teacher profile=smoke data.dim=50`" in message
+
+
+@pytest.mark.parametrize(
+    ("card", "problem"),
+    [
+        ([], "the card is a list, not a mapping"),
+        ({"name": "teacher"}, "the card's 'task' is missing"),
+        ("drop one sha256", "has no sha256"),
+    ],
+)
+def test_a_malformed_card_is_refused_with_what_is_wrong(tmp_path, card, problem):
+    _, card_path = save_dataset(teacher(30, 10, 4, seed=0), tmp_path)
+    if card == "drop one sha256":
+        card = json.loads(card_path.read_text())
+        del card["arrays"]["x_train"]["sha256"]
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(DataFileError, match=problem):
+        load_dataset("teacher", tmp_path)
 
 
 @pytest.mark.parametrize(
     ("name", "settings", "key"),
     [
-        ("sphere_linear", dict(n_train=0, n_test=5, dim=3), "data.n_train"),
-        ("sphere_linear", dict(n_train=5, n_test=5, dim=3, noise=-0.1), "data.noise"),
-        ("sphere_linear", dict(n_train=5, n_test=5, dim=3.5), "data.dim"),
-        ("teacher", dict(n_train=5, n_test=-1, dim=3), "data.n_test"),
-        ("teacher", dict(n_train=5, n_test=5, dim=3, teacher_width=0), "data.teacher_width"),
-        ("digits", dict(n_train=100, label_noise=1.0), "data.label_noise"),
-        ("digits", dict(n_train=100, label_noise=-0.1), "data.label_noise"),
-        ("digits", dict(n_train=5000), "data.n_train"),
-        ("digits", dict(n_train=100, bogus=1), "data.bogus"),
-        ("cifar", dict(), "data.name"),
+        ("sphere_linear", dict(n_train=0, n_test=5, dim=3), "n_train"),
+        ("sphere_linear", dict(n_train=5, n_test=5, dim=3, noise=-0.1), "noise"),
+        ("sphere_linear", dict(n_train=5, n_test=5, dim=3.5), "dim"),
+        ("teacher", dict(n_train=5, n_test=-1, dim=3), "n_test"),
+        ("teacher", dict(n_train=5, n_test=5, dim=3, teacher_width=0), "teacher_width"),
+        ("digits", dict(n_train=100, label_noise=1.0), "label_noise"),
+        ("digits", dict(n_train=100, label_noise=-0.1), "label_noise"),
+        ("digits", dict(n_train=5000), "n_train"),
+        ("digits", dict(n_train=100, bogus=1), "bogus"),
+        ("cifar", dict(), "name"),
     ],
 )
 def test_bad_values_name_the_key_the_value_and_what_is_allowed(name, settings, key):
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(InvalidValue) as info:
         make_dataset(name, **settings)
     message = str(info.value)
     assert message.startswith(f"{key}=") and "expected" in message and "\n" not in message
@@ -163,15 +209,29 @@ def fake_openml(n_total=70_000, dim=784):
 
 def test_openml_loader_without_network(tmp_path):
     fetch, calls = fake_openml()
-    ds = openml_images("fashion_mnist", n_train=300, n_test=100, label_noise=0.1, seed=4,
-                       cache_dir=tmp_path, fetch=fetch)  # fmt: skip
+    ds = openml_images(
+        "fashion_mnist",
+        n_train=300,
+        n_test=100,
+        label_noise=0.1,
+        seed=4,
+        cache_dir=tmp_path,
+        fetch=fetch,
+    )
     assert calls == [("Fashion-MNIST", 1, False, str(tmp_path))]
     assert ds.x_train.shape == (300, 784) and ds.y_test.shape == (100, 10)
     np.testing.assert_allclose(np.mean(np.sum(ds.x_train**2, axis=1)), 784, rtol=1e-12)
     assert ds.extras["flipped_train"].sum() == 30
     assert ds.extras["clean_labels_train"].max() < 5 and ds.extras["labels_test"].min() >= 5
-    again = openml_images("fashion_mnist", n_train=300, n_test=100, label_noise=0.1, seed=4,
-                          cache_dir=tmp_path, fetch=fetch)  # fmt: skip
+    again = openml_images(
+        "fashion_mnist",
+        n_train=300,
+        n_test=100,
+        label_noise=0.1,
+        seed=4,
+        cache_dir=tmp_path,
+        fetch=fetch,
+    )
     np.testing.assert_array_equal(ds.x_test, again.x_test)
-    with pytest.raises(ConfigError, match=r"data\.n_train"):
+    with pytest.raises(InvalidValue, match=r"^n_train=70000 is not allowed"):
         openml_images("mnist", n_train=70_000, n_test=10, fetch=fetch)

@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -25,9 +26,23 @@ def test_queued_experiments_run_a_study_variation_each(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
 
     # Two step budgets for the MLP double-descent study (the smoke profile holds its sizes).
-    dvc(repo, "exp", "run", "--queue", "double_descent_mlp",
-        "-S", "conf/profile/smoke.yaml:study.double_descent_mlp.max_steps=60,150")  # fmt: skip
-    dvc(repo, "queue", "start", "-j", "2")
+    dvc(
+        repo,
+        "exp",
+        "run",
+        "--queue",
+        "study@double_descent_mlp",
+        "-S",
+        "conf/profile/smoke.yaml:study.double_descent_mlp.max_steps=60,150",
+    )
+    # The queue's workers outlive `queue start`: they must not hold its output pipes open.
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "queue", "start", "-j", "2"],
+        cwd=repo,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 600
     while time.time() < deadline:
         status = dvc(repo, "queue", "status").stdout
@@ -43,19 +58,18 @@ def test_queued_experiments_run_a_study_variation_each(tmp_path, monkeypatch):
     for exp in experiments:
         for rev in exp.get("revs", []):
             data = rev.get("data", {})
-            profile = data["params"]["conf/profile/smoke.yaml"]["data"]
-            steps = profile["study"]["double_descent_mlp"]["max_steps"]
-            summary = data["metrics"]["results/double_descent_mlp/summary.json"]["data"]
-            found[steps] = summary
+            # The resolved settings DVC tracks show the value the run used.
+            params = data["params"]["results/params/studies/double_descent_mlp.yaml"]["data"]
+            steps = params["train"]["max_steps"]
+            found[steps] = data["metrics"]["results/double_descent_mlp/metrics.json"]["data"]
     assert set(found) == {60, 150}
-    for steps, summary in found.items():
-        assert summary["n_jobs"] == 5 * 2 and summary["n_failed"] == 0
-        assert summary["max_steps"] == steps
+    for metrics in found.values():
+        assert metrics["jobs"] == 5 * 2 and metrics["failed_jobs"] == 0
     # Both variations logged their sweeps into the one absolute store.
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("double_descent_mlp")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
-    sweeps = [r for r in runs if r.data.tags.get("widthlab.stage") == "sweep"]
+    sweeps = [r for r in runs if r.data.tags.get("widthlab.role") == "sweep"]
     assert len(sweeps) == 2
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     assert len(children) == 2 * 5 * 2

@@ -1,102 +1,130 @@
-"""The study-job runner: fixed record paths, failures recorded without stopping, summaries."""
+"""The job runner on the toy study: fixed record paths, resume by config and code, failures
+recorded without stopping, and the tables every summary starts from."""
 
 import json
-import math
+import threading
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
+import toy_study
 
-from widthlab.jobs import run_study_job
-from widthlab.summaries import mean_std_curves, summarize_ntk_convergence, tidy_rows
-
-
-def study_cfg(tmp_path, **job):
-    return OmegaConf.create({
-        "paths": {"results_dir": str(tmp_path)},
-        "tracking": {"enabled": False},
-        "profile": {"name": "smoke", "data": {"x": {"n": 1}}},
-        "study": {"name": "demo", "job_keys": ["model.width", "seed"]},
-        "model": {"width": job.get("width", 8)},
-        "seed": job.get("seed", 0),
-    })  # fmt: skip
+from widthlab.runtime import jobs
+from widthlab.runtime.jobs import run_job, run_study_job
+from widthlab.runtime.schemas import validate_config
+from widthlab.runtime.study import load_study
+from widthlab.runtime.tables import mean_std_curves, tidy_rows
 
 
-def test_record_at_a_fixed_path_with_identity_hash_and_provenance(tmp_path):
-    rec = run_study_job(study_cfg(tmp_path, width=16, seed=2), lambda cfg: {"d": 0.5})
-    path = tmp_path / "demo" / "records" / "model.width=16,seed=2.json"
+def toy_cfg(compose_cfg, tmp_path, *overrides):
+    return compose_cfg("study=toy", f"paths.results_dir={tmp_path}", *overrides)
+
+
+def test_record_at_a_fixed_path_with_identity_hash_and_provenance(compose_cfg, tmp_path):
+    rec = run_job(toy_cfg(compose_cfg, tmp_path, "study.width=256", "seed=2"))
+    path = tmp_path / "toy" / "records" / "main" / "seed=2,study.width=256.json"
     assert json.loads(path.read_text()) == rec
-    assert rec["status"] == "ok" and rec["metrics"] == {"d": 0.5}
-    assert rec["job"] == {"model.width": 16, "seed": 2}
-    assert rec["config"]["profile"] == {"name": "smoke"}
+    assert rec["status"] == "ok" and rec["job"] == {"study.width": 256, "seed": 2}
+    assert rec["metrics"]["width"] == 256 and rec["config"]["profile"] == {"name": "smoke"}
     assert "paths" not in rec["config"] and "tracking" not in rec["config"]
     assert {"git_commit", "torch", "numpy", "widthlab"} <= set(rec["provenance"])
-    other = run_study_job(study_cfg(tmp_path, width=32, seed=2), lambda cfg: {"d": 0.5})
+    assert rec["memory"]["estimate_mb"] == pytest.approx(1e6 / 2**20, abs=0.1)
+    other = run_job(toy_cfg(compose_cfg, tmp_path, "study.width=512", "seed=2"))
     assert other["config_hash"] != rec["config_hash"]
 
 
-def test_resume_reuses_a_record_only_for_the_same_config_and_code(tmp_path, monkeypatch):
+def test_resume_reuses_a_record_only_for_the_same_config_and_code(
+    compose_cfg, tmp_path, monkeypatch
+):
     calls = []
+    original = toy_study.measure
 
-    def measure(cfg):
+    def counting(cfg):
         calls.append(1)
-        return {"d": 0.5}
+        return original(cfg)
 
-    first = run_study_job(study_cfg(tmp_path), measure)
-    assert run_study_job(study_cfg(tmp_path), measure) == first and len(calls) == 1
-    run_study_job(study_cfg(tmp_path, seed=1), measure)  # another config
+    monkeypatch.setitem(
+        toy_study.ToyStudy.jobs, "main", toy_study.Job(counting, "distance", groups=("study",))
+    )
+    first = run_job(toy_cfg(compose_cfg, tmp_path))
+    assert run_job(toy_cfg(compose_cfg, tmp_path)) == first and len(calls) == 1
+    run_job(toy_cfg(compose_cfg, tmp_path, "seed=1"))  # another config
     assert len(calls) == 2
-    monkeypatch.setattr("widthlab.jobs.code_hash", lambda *files: "changed-code")
-    again = run_study_job(study_cfg(tmp_path), measure)  # same config, other code
+    monkeypatch.setattr(jobs, "study_code_hash", lambda study_type: "changed-code")
+    again = run_job(toy_cfg(compose_cfg, tmp_path))  # same config, other code
     assert len(calls) == 3 and again["code_hash"] == "changed-code"
+    run_job(toy_cfg(compose_cfg, tmp_path, "resume=false"))
+    assert len(calls) == 4
 
 
-def test_a_failing_job_is_recorded_and_does_not_raise(tmp_path):
+def test_a_failing_job_is_recorded_and_does_not_raise(compose_cfg, tmp_path, monkeypatch):
     def diverge(cfg):
         raise FloatingPointError("loss is nan at step 3")
 
-    rec = run_study_job(study_cfg(tmp_path), diverge)
+    monkeypatch.setitem(toy_study.ToyStudy.jobs, "main", toy_study.Job(diverge, groups=("study",)))
+    rec = run_job(toy_cfg(compose_cfg, tmp_path))
     assert rec["status"] == "failed"
     assert rec["reason"] == "FloatingPointError: loss is nan at step 3"
-    saved = json.loads((tmp_path / "demo" / "records" / "model.width=8,seed=0.json").read_text())
+    saved = json.loads((tmp_path / "toy/records/main/seed=0,study.width=64.json").read_text())
     assert saved["status"] == "failed"
 
 
-def fake_ntk_records(slope=-0.5, seeds=3):
+def test_a_job_claimed_by_another_process_is_computed_once(compose_cfg, tmp_path, monkeypatch):
+    calls, gate = [], threading.Event()
+    original = toy_study.measure
+
+    def slow(cfg):
+        calls.append(1)
+        gate.wait(5)
+        return original(cfg)
+
+    monkeypatch.setitem(toy_study.ToyStudy.jobs, "main", toy_study.Job(slow, groups=("study",)))
+    cfg = toy_cfg(compose_cfg, tmp_path)
+    study = load_study(cfg.study._target_)
+    resolved = validate_config(cfg, ("study",), study)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(run_study_job(cfg, study, resolved)))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    threading.Timer(0.5, gate.set).start()
+    for t in threads:
+        t.join(10)
+    assert len(calls) == 1 and len(results) == 2 and results[0] == results[1]
+
+
+def fake_records(seeds=3):
     rng = np.random.default_rng(0)
-    records = []
-    for width in (64, 128, 256, 512, 1024):
+    out = []
+    for width in (64, 256):
         for seed in range(seeds):
-            d = 2.0 * width**slope * math.exp(0.05 * rng.standard_normal())
-            records.append({
-                "key": f"w{width}s{seed}", "status": "ok",
-                "job": {"model.width": width, "model.depth": 1, "model.activation": "relu",
-                        "seed": seed},
-                "metrics": {"ntk_distance": d, "nngp_distance": 2 * d},
-                "timing": {"seconds": 0.1},
-            })  # fmt: skip
-    records.append({
-        "key": "broken", "status": "failed", "reason": "boom", "metrics": {},
-        "job": {"model.width": 2048, "model.depth": 1, "model.activation": "relu", "seed": 0},
-    })  # fmt: skip
-    return records
+            conditions = {
+                f"width={width},ridge={r:g}": {"err": float(rng.random())} for r in (0.0, 1e-3)
+            }
+            out.append(
+                {
+                    "key": f"w{width}s{seed}",
+                    "status": "ok",
+                    "job": {"seed": seed},
+                    "metrics": {"n_train": 10, **conditions},
+                }
+            )
+    out.append(
+        {"key": "broken", "status": "failed", "reason": "boom", "metrics": {}, "job": {"seed": 9}}
+    )
+    return out
 
 
-def test_ntk_summary_recovers_the_slope_and_lists_failures():
-    summary = summarize_ntk_convergence(fake_ntk_records(slope=-0.5))
-    fit = summary["slopes"]["ntk_depth1_relu"]
-    assert fit["slope"] == pytest.approx(-0.5, abs=0.05)
-    assert fit["ci_low"] < fit["slope"] < fit["ci_high"]
-    assert fit["n"] == 15 and fit["widths"] == [64, 128, 256, 512, 1024]
-    assert summary["n_failed"] == 1 and summary["failed"] == [{"key": "broken", "reason": "boom"}]
-    assert "mc_nngp_depth1_relu" not in summary["slopes"]
-
-
-def test_curves_are_mean_and_sample_sd_over_seeds():
-    rows = tidy_rows(fake_ntk_records())
-    curves = mean_std_curves(rows, ("depth", "activation"), "width", ["ntk_distance"])
-    assert [c["width"] for c in curves] == [64, 128, 256, 512, 1024]  # failed 2048 left out
-    values = [r["ntk_distance"] for r in rows if r["width"] == 256]
-    assert curves[2]["ntk_distance_mean"] == pytest.approx(np.mean(values))
-    assert curves[2]["ntk_distance_std"] == pytest.approx(np.std(values, ddof=1))
-    assert curves[2]["ntk_distance_count"] == 3
+def test_conditions_become_rows_and_curves_carry_sd_and_se():
+    rows = tidy_rows(fake_records())
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 2 * 3 * 2 and {r["ridge"] for r in ok} == {0, 0.001}
+    assert {(r["width"], r["n_train"]) for r in ok} == {(64, 10), (256, 10)}
+    curves = mean_std_curves(rows, ("ridge",), "width", ["err"])
+    cell = [r["err"] for r in ok if r["width"] == 256 and r["ridge"] == 0]
+    entry = next(c for c in curves if c["width"] == 256 and c["ridge"] == 0)
+    assert entry["err_mean"] == pytest.approx(np.mean(cell))
+    assert entry["err_std"] == pytest.approx(np.std(cell, ddof=1))
+    assert entry["err_se"] == pytest.approx(np.std(cell, ddof=1) / np.sqrt(3))
+    assert entry["err_count"] == 3

@@ -117,8 +117,9 @@ def test_closed_forms_match_scipy_integration(act, depth):
     x[1] = x[0] + 0.02 * x[1]  # nearly parallel pair (correlation → 1 is where θ is delicate)
     x[3] = -0.9 * x[2] + 0.05 * x[1]  # nearly anti-parallel pair
     w_std, b_std = (1.4, 0.3) if depth != 2 else (1.0, 0.0)
-    nngp, ntk = nngp_and_ntk(x, x[[1, 0, 3, 2]], depth=depth, activation=act, w_std=w_std,
-                             b_std=b_std)  # fmt: skip
+    nngp, ntk = nngp_and_ntk(
+        x, x[[1, 0, 3, 2]], depth=depth, activation=act, w_std=w_std, b_std=b_std
+    )
     xs = x.numpy()
     for i, j in enumerate([1, 0, 3, 2]):
         ref_nngp, ref_ntk = ref_kernels(act, xs[i], xs[j], depth, w_std, b_std)
@@ -142,8 +143,14 @@ def test_kernel_diagonal_matches_scipy(act):
 # up to 1 (tanh) and 4 (gelu), at any correlation.
 @pytest.mark.parametrize(("act", "k_max"), [("tanh", 1.0), ("gelu", 4.0)])
 def test_quadrature_dual_accuracy_at_default_order(act, k_max):
-    cases = [(0.05, 0.3, 0.2), (0.5 * k_max, 0.3, -0.6), (k_max, 0.7 * k_max, 0.97),
-             (k_max, k_max, -0.999), (0.6 * k_max, k_max, 0.9999), (k_max, k_max, 0.0)]  # fmt: skip
+    cases = [
+        (0.05, 0.3, 0.2),
+        (0.5 * k_max, 0.3, -0.6),
+        (k_max, 0.7 * k_max, 0.97),
+        (k_max, k_max, -0.999),
+        (0.6 * k_max, k_max, 0.9999),
+        (k_max, k_max, 0.0),
+    ]
     for k11, k22, c in cases:
         k12 = c * math.sqrt(k11 * k22)
         e, de = gauss_hermite_dual(
@@ -211,8 +218,9 @@ def test_nngp_matches_monte_carlo_of_wide_depth2_networks():
 def test_symmetric_psd_and_x2_none_equals_x1(act):
     x = _points(40 if act in ("relu", "erf") else 12, 7, seed=5)
     nngp, ntk = nngp_and_ntk(x, depth=3, activation=act, w_std=1.2, b_std=0.1, quad_order=24)
-    nngp2, ntk2 = nngp_and_ntk(x, x.clone(), depth=3, activation=act, w_std=1.2, b_std=0.1,
-                               quad_order=24)  # fmt: skip
+    nngp2, ntk2 = nngp_and_ntk(
+        x, x.clone(), depth=3, activation=act, w_std=1.2, b_std=0.1, quad_order=24
+    )
     for k, k2 in ((nngp, nngp2), (ntk, ntk2)):
         assert torch.equal(k, k.T)
         assert torch.equal(k, k2)
@@ -243,8 +251,9 @@ def test_tiling_does_not_change_the_result(act, symmetric):
     x2 = None if symmetric else y
     ref = nngp_and_ntk(x, x2, depth=3, activation=act, w_std=1.5, b_std=0.2, tile_rows=37)
     for tile_rows in (1, 5, 16):
-        tiled = nngp_and_ntk(x, x2, depth=3, activation=act, w_std=1.5, b_std=0.2,
-                             tile_rows=tile_rows)  # fmt: skip
+        tiled = nngp_and_ntk(
+            x, x2, depth=3, activation=act, w_std=1.5, b_std=0.2, tile_rows=tile_rows
+        )
         for a, b in zip(tiled, ref, strict=True):
             assert _scaled_error(a, b) < 1e-14
 

@@ -9,9 +9,13 @@ from mlflow import MlflowClient
 def test_multirun_logs_one_parent_and_a_child_per_job(run_pipeline, tmp_path):
     uri = f"sqlite:///{tmp_path}/store.db"
     proc = run_pipeline(
-        "data", "-m", "data=sphere_linear,teacher,digits", "profile=smoke",
-        f"tracking.uri={uri}", "paths.data_dir=out",
-    )  # fmt: skip
+        "data",
+        "-m",
+        "data=sphere_linear,teacher,digits",
+        "profile=smoke",
+        f"tracking.uri={uri}",
+        "paths.data_dir=out",
+    )
     assert proc.returncode == 0, proc.stderr
     for name in ("sphere_linear", "teacher", "digits"):
         meta = json.loads((tmp_path / "out" / f"{name}.json").read_text())
@@ -33,8 +37,10 @@ def test_multirun_logs_one_parent_and_a_child_per_job(run_pipeline, tmp_path):
     assert sphere.data.metrics["n_train"] == 120  # the smoke pool: 2 seeds × n = 60
     assert sphere.data.tags["widthlab.stage"] == "data"
     assert sphere.data.tags["widthlab.study"] == "data"
-    assert "widthlab.git_commit" in sphere.data.tags
+    assert sphere.data.tags["mlflow.source.git.commit"]  # MLflow's own source fields
+    assert sphere.data.tags["mlflow.source.name"].endswith("data.py")
     assert parents[0].info.status == "FINISHED"
+    assert parents[0].data.params["data"] == "[sphere_linear, teacher, digits]"
 
 
 @pytest.mark.parametrize(
@@ -48,8 +54,13 @@ def test_multirun_logs_one_parent_and_a_child_per_job(run_pipeline, tmp_path):
 def test_bad_value_fails_fast_with_one_line_and_writes_nothing(
     run_pipeline, tmp_path, override, expected
 ):
-    proc = run_pipeline("data", "data=sphere_linear", override, "profile=smoke",
-                        f"tracking.uri=sqlite:///{tmp_path}/store.db")  # fmt: skip
+    proc = run_pipeline(
+        "data",
+        "data=sphere_linear",
+        override,
+        "profile=smoke",
+        f"tracking.uri=sqlite:///{tmp_path}/store.db",
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == f"error: {expected}"
     assert not (tmp_path / "data").exists()
@@ -63,4 +74,5 @@ def test_bad_label_noise_and_unknown_data_set(run_pipeline, tmp_path):
     proc = run_pipeline("data", "data=cifar", "tracking=off")
     assert proc.returncode != 0
     assert "data" in proc.stderr and "sphere_linear" in proc.stderr  # Hydra lists the options
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "data").exists()

@@ -1,10 +1,17 @@
+"""Records: keys, hashes, atomic strict JSON, manifests, and reading that names a bad file."""
+
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from widthlab.records import (
+from widthlab.runtime import records
+from widthlab.runtime.errors import BadFile
+from widthlab.runtime.records import (
     atomic_write_json,
+    check_record,
     code_hash,
     config_hash,
     current_job_keys,
@@ -21,53 +28,89 @@ def test_job_key_is_sorted_and_file_name_safe():
     assert "/" not in job_key({"x": "a/b c"})
 
 
-def test_config_hash_ignores_excluded_keys_and_changes_with_values():
-    a = {"model": {"width": 8}, "tracking": {"uri": "sqlite:///a.db"}}
-    b = {"model": {"width": 8}, "tracking": {"uri": "http://x"}}
-    c = {"model": {"width": 9}, "tracking": {"uri": "sqlite:///a.db"}}
-    assert config_hash(a, exclude=["tracking"]) == config_hash(b, exclude=["tracking"])
-    assert config_hash(a, exclude=["tracking"]) != config_hash(c, exclude=["tracking"])
+def test_config_hash_changes_with_values_only():
+    assert config_hash({"model": {"width": 8}}) == config_hash({"model": {"width": 8}})
+    assert config_hash({"model": {"width": 8}}) != config_hash({"model": {"width": 9}})
 
 
 def test_atomic_json_is_strict_and_leaves_no_temporary_files(tmp_path):
     atomic_write_json(tmp_path / "r.json", {"b": np.float64(1.5), "a": float("nan"), "n": [1]})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": 1.5, "n": [1]}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
-    assert read_records(tmp_path) == [{"a": None, "b": 1.5, "n": [1]}]
 
 
-def test_code_hash_follows_the_entry_point_file(tmp_path):
-    entry = tmp_path / "job.py"
-    entry.write_text("x = 1\n")
-    before = code_hash(entry)
-    assert code_hash(entry) == before
-    entry.write_text("x = 2\n")
-    assert code_hash(entry) != before
-    assert code_hash() != before  # the package alone
+def test_code_hash_follows_the_study_files(tmp_path):
+    study = tmp_path / "job.py"
+    study.write_text("x = 1\n")
+    before = code_hash([study])
+    assert code_hash([study]) == before
+    study.write_text("x = 2\n")
+    assert code_hash([study]) != before
+    assert code_hash() != before  # the library alone
 
 
-def test_code_hash_skips_modules_that_cannot_change_a_record(tmp_path, monkeypatch):
-    import shutil
-
-    import widthlab.records as records
-
+def test_code_hash_skips_code_that_cannot_change_a_record(tmp_path, monkeypatch):
     package = tmp_path / "widthlab"
-    shutil.copytree(Path(records.__file__).parent, package)
-    monkeypatch.setattr(records, "__file__", str(package / "records.py"))
+    shutil.copytree(records.PACKAGE, package)
+    monkeypatch.setattr(records, "PACKAGE", package)
     before = records.code_hash()
-    (package / "figures.py").write_text("# a new figure style\n")
+    (package / "plotting.py").write_text("# a new figure style\n")
+    (package / "runtime" / "report.py").write_text("# a new page layout\n")
+    (package / "studies" / "lazy_training" / "figures.py").write_text("# another study\n")
     assert records.code_hash() == before
     (package / "losses.py").write_text((package / "losses.py").read_text() + "# changed\n")
     assert records.code_hash() != before
+    changed = records.code_hash()
+    training = package / "runtime" / "training.py"
+    training.write_text(training.read_text() + "# changed\n")
+    assert records.code_hash() != changed
 
 
-def test_sweep_manifests_list_the_current_jobs(tmp_path):
-    assert current_job_keys(tmp_path) is None  # no manifest: every record counts
-    write_sweep_manifest(tmp_path, "a", ["k1", "k2"])
-    write_sweep_manifest(tmp_path, "b", ["k3"])
-    assert current_job_keys(tmp_path) == {"k1", "k2", "k3"}
-    write_sweep_manifest(tmp_path, "a", ["k1"])  # a's latest sweep replaces its list
-    assert current_job_keys(tmp_path) == {"k1", "k3"}
-    assert read_records(tmp_path) == []  # manifests are not records
-    write_sweep_manifest(tmp_path, "c", None)  # a group sweep: its jobs are unknown
-    assert current_job_keys(tmp_path) is None
+def test_sweep_manifests_list_the_current_jobs_per_kind(tmp_path):
+    assert current_job_keys(tmp_path) == {}
+    write_sweep_manifest(tmp_path, "a", "main", ["k1", "k2"])
+    write_sweep_manifest(tmp_path, "a/digits", "main", ["k3"])
+    write_sweep_manifest(tmp_path, "a/circle", "circle", ["c1"])
+    assert current_job_keys(tmp_path) == {"main": {"k1", "k2", "k3"}, "circle": {"c1"}}
+    write_sweep_manifest(tmp_path, "a", "main", ["k1"])  # a's latest sweep replaces its list
+    assert current_job_keys(tmp_path)["main"] == {"k1", "k3"}
+    assert read_records(tmp_path) == {}  # manifests are not records
+
+
+def record(**changes):
+    base = {"key": "seed=0", "status": "ok", "job": {"seed": 0}, "metrics": {"d": 0.5}}
+    return {**base, **changes}
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('{"key": "seed=0", "status": "ok", "job"', "not valid JSON, so not a job record"),
+        ("{}", "not a job record: 'key' is missing"),
+        ("[1, 2]", "a record must be a JSON object, found list"),
+        (json.dumps(record(status="done")), "status 'done' is neither 'ok' nor 'failed'"),
+        (json.dumps(record(metrics={"d": "0.5"})), "metrics.d = '0.5' is text, not a number"),
+        (json.dumps(record(metrics=[1])), "its 'metrics' is not a mapping"),
+    ],
+)
+def test_a_bad_record_is_named_with_what_is_wrong(tmp_path, content, problem):
+    path = tmp_path / "main" / "seed=0.json"
+    path.parent.mkdir()
+    path.write_text(content)
+    with pytest.raises(BadFile) as info:
+        read_records(tmp_path)
+    assert str(info.value) == f"{path}: {problem}" or str(info.value).startswith(
+        f"{path}: {problem}"
+    )
+
+
+def test_a_garbled_manifest_is_named(tmp_path):
+    folder = tmp_path / "sweeps"
+    folder.mkdir()
+    (folder / "a.json").write_text('{"sweep": "a", "keys": 3}')
+    with pytest.raises(BadFile, match=r"a\.json: not a sweep manifest"):
+        current_job_keys(tmp_path)
+
+
+def test_check_record_accepts_a_failed_record_without_metrics():
+    assert check_record(record(status="failed", metrics={}), Path("x.json"))["status"] == "failed"

@@ -1,74 +1,115 @@
-"""The report page: every number comes from the summaries, formatted by one function."""
+"""The report page: every number comes from a summary, at the precision its uncertainty
+supports, with a verdict beside every comparison and a caption under every figure."""
 
 import json
+import math
 import re
 
-from conftest import load_pipeline
-from test_jobs import fake_ntk_records
+from test_study_double_descent_rf import SETTINGS as RF_SETTINGS
+from test_study_double_descent_rf import peaked, rf_records
+from test_study_ntk_convergence import SETTINGS as NTK_SETTINGS
+from test_study_ntk_convergence import circle_records, kernel_records
 
-from widthlab.summaries import summarize_ntk_circle, summarize_ntk_convergence
-
-report = load_pipeline("report")
-
-
-def test_fmt():
-    assert report.fmt(0.123456) == "0.1235"
-    assert report.fmt(1234567.0) == "1.235e+06"
-    assert report.fmt(float("inf")) == "∞" and report.fmt(None) == "–"
-    assert report.fmt(5) == "5"
+from widthlab.runtime.aggregate import summarize
+from widthlab.runtime.report import num, pm, render_report, slope_text
+from widthlab.studies.double_descent_rf import DoubleDescentRF
+from widthlab.studies.ntk_convergence import NTKConvergence
 
 
-def rf_summary():
-    return {
-        "n_jobs": 4, "n_failed": 1,
-        "failed": [{"key": "data.name=sphere_linear,seed=0,study.width_ratio=1", "reason": "boom"}],
-        "curves": {"sphere_linear_ridge0": {
-            "metric": "excess_risk", "peak_d_over_n": 1.0, "peak_height": 617.123456,
-            "largest_width_error": 0.13798, "kernel_limit_error": 0.118921,
-            "theory_max_relative_deviation": 0.0795483, "seeds": 5,
-            "max_kkt_feasibility": 1.066e-9, "max_kkt_stationarity": 7.14e-12,
-            "max_gd_limit_distance": 4.9e-12, "max_gd_explicit_vs_closed_form": 1.1e-14,
-        }},
-    }  # fmt: skip
+def test_number_formats():
+    assert num(0.123456) == "0.123" and num(-2.0) == "−2" and num(5) == "5"
+    assert num(float("inf")) == "∞" and num(None) == "–"
+    assert pm(0.35934, 0.0331) == "0.359 ± 0.033"  # the SE's two significant digits
+    assert pm(0.5, None) == "0.5"
+    assert pm(1.234e-5, 3.1e-7) == "(1.234 ± 0.031)e-5"
+    assert slope_text({"slope": -0.02483, "ci_low": -0.0548, "ci_high": 0.0051}) == (
+        "−0.025 [−0.055, 0.005]"
+    )  # an interval ±0.03 wide: two decimals of its half-width, not five
 
 
-def test_every_number_on_the_page_is_a_formatted_summary_value(tmp_path):
+def write_summary(results, study, name, records, settings):
+    out = summarize(study, records, settings)
+    summary = {
+        **out.summary,
+        "study": name,
+        "study_class": f"{type(study).__module__}.{type(study).__name__}",
+        "settings": settings,
+        "stale_records_ignored": [],
+        "missing_jobs": [],
+        "figures": {"fig": "A caption that says what is plotted."},
+    }
+    (results / name).mkdir(parents=True)
+    (results / name / "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+def decimals(token: str) -> float:
+    mantissa, _, exponent = token.partition("e")
+    places = len(mantissa.partition(".")[2])
+    return 10.0 ** (-places + (int(exponent) if exponent else 0))
+
+
+def test_every_number_on_the_page_comes_from_a_summary(tmp_path):
     results = tmp_path / "results"
-    (results / "double_descent_rf").mkdir(parents=True)
-    (results / "ntk_convergence").mkdir(parents=True)
-    rf = rf_summary()
-    ntk = summarize_ntk_convergence(fake_ntk_records())
-    points = (("inf", "", 1.0), (16, 0, 1.2), (16, 1, 0.8), (64, 0, 1.1), (64, 1, 0.9))
-    circle_rows = [
-        {"gamma": g, "width": w, "seed": s, "ntk": v} for g in (0.0, 1.0) for (w, s, v) in points
-    ]
-    ntk["circle"] = summarize_ntk_circle(circle_rows)
-    (results / "double_descent_rf" / "summary.json").write_text(json.dumps(rf))
+    ntk_records = {"kernels": kernel_records(-0.5), "circle": circle_records(0.2, 0.05)}
+    ntk = write_summary(
+        results,
+        NTKConvergence(),
+        "ntk_convergence",
+        ntk_records,
+        {**NTK_SETTINGS, "sweeps": ["ntk_convergence"]},
+    )
+    rf = write_summary(
+        results,
+        DoubleDescentRF(),
+        "double_descent_rf",
+        {"rf": rf_records(peaked, peaked)},
+        {**RF_SETTINGS, "sweeps": ["double_descent_rf"]},
+    )
+    page = render_report(results, tmp_path / "reports" / "report.md", "smoke")
+
+    assert "profile `smoke`" in page.splitlines()[2] and "Results of commit" in page
+    assert page.count("**Runs.** MLflow experiment") == 2
+    assert page.count("*A caption that says what is plotted.*") == 0  # no figure files...
+    assert "*(figure fig missing: run `dvc repro`)*" not in page  # ...and none asked for
+    # A verdict beside every slope and theory comparison.
+    for line in page.splitlines():
+        if line.startswith("| ntk |") or line.startswith("| nngp |"):
+            assert line.rstrip().endswith(("| agrees |", "| **differs** |")), line
+    assert "| sphere_linear | 0 | 6 | 0 |" in page  # 6 points, none beyond 3 SE
+    # Every decimal number on the page is a summary value shown at some precision.
+    values = [v for v in _numbers(ntk) | _numbers(rf) if math.isfinite(v)]
+    for token in re.findall(r"(?<![\w.])[−-]?\d+\.\d+(?:e[+-]?\d+)?", page):
+        x = float(token.replace("−", "-"))
+        tolerance = 0.51 * decimals(token.lstrip("−-"))
+        assert any(abs(abs(v) - abs(x)) <= tolerance for v in values), token
+
+
+def test_a_figure_is_shown_with_its_caption(tmp_path):
+    results = tmp_path / "results"
+    ntk = write_summary(
+        results,
+        NTKConvergence(),
+        "ntk_convergence",
+        {"kernels": kernel_records(-0.5)},
+        {**NTK_SETTINGS, "sweeps": ["ntk_convergence"]},
+    )
+    ntk["figures"] = {"kernel_convergence": "Distances against width; band = ± 1 sd."}
     (results / "ntk_convergence" / "summary.json").write_text(json.dumps(ntk))
-    page = report.render_report(results, tmp_path / "reports" / "report.md", "smoke")
-
-    row = next(line for line in page.splitlines() if line.startswith("| sphere_linear | 0 |"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells == ["sphere_linear", "0", "excess_risk", "1", "617.1", "0.138", "0.1189",
-                     "0.07955", "5"]  # fmt: skip
-    assert "1.066e-09" in page and "boom" in page and "failed: 1" in page
-    fit = ntk["slopes"]["ntk_depth1_relu"]
-    row = next(line for line in page.splitlines() if line.startswith("| ntk | 1 | relu |"))
-    assert f"| {report.fmt(fit['slope'])} | [{report.fmt(fit['ci_low'])}, " in row
-    # Circle: sd over 2 seeds of (1.2, 0.8) is 0.2828, of (1.1, 0.9) 0.1414; limit 1.
-    assert "width 16: 0.2828 (2 seeds)" in page and "width 64: 0.1414 (2 seeds)" in page
-    assert "ratio 2 against √(width ratio) = 2" in page
-    # No figure files: the page says so instead of linking to nothing.
-    assert page.count("missing: run `dvc repro`") == 6
-    # Nothing numeric that is not in a summary: every decimal on the page is accounted for.
-    numbers = set(re.findall(r"(?<![\w.])-?\d+\.\d+(?:e[+-]\d+)?", page))
-    allowed = {report.fmt(v) for v in _all_numbers(rf) | _all_numbers(ntk)}
-    assert numbers <= allowed | {"0.8", "1.25"}, numbers - allowed
+    (results / "ntk_convergence" / "figures").mkdir()
+    (results / "ntk_convergence" / "figures" / "kernel_convergence.png").write_bytes(b"png")
+    page = render_report(results, tmp_path / "reports" / "report.md", "smoke")
+    assert (
+        "![kernel_convergence](../results/ntk_convergence/figures/kernel_convergence.png)\n\n"
+        "*Distances against width; band = ± 1 sd.*"
+    ) in page
 
 
-def _all_numbers(obj) -> set:
+def _numbers(obj) -> set:
     if isinstance(obj, dict):
-        return set().union(*(_all_numbers(v) for v in obj.values())) if obj else set()
+        return set().union(*(_numbers(v) for v in obj.values())) if obj else set()
     if isinstance(obj, list):
-        return set().union(*(_all_numbers(v) for v in obj)) if obj else set()
-    return {obj} if isinstance(obj, float) else set()
+        return set().union(*(_numbers(v) for v in obj)) if obj else set()
+    if isinstance(obj, bool):
+        return set()
+    return {float(obj)} if isinstance(obj, int | float) else set()

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import sphere_points as sample_sphere
 
-from widthlab.models.random_features import draw_features, feature_activations, sample_sphere
+from widthlab.models.random_features import draw_features, feature_activations
 from widthlab.rf_theory import (
     activation_moments,
     hmrt_min_norm_risk,

@@ -10,17 +10,24 @@ import time
 import urllib.request
 
 import pytest
-from conftest import REPO
+from conftest import REPO, subprocess_env
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
 
-SWEEP = ["-m", "study=ntk_convergence", "profile=smoke", "model.width=32,64",
-         "model.depth=1", "model.activation=relu", "seed=0"]  # fmt: skip
+SWEEP = [
+    "-m",
+    "study=ntk_convergence",
+    "profile=smoke",
+    "model.width=32,64",
+    "model.depth=1",
+    "model.activation=relu",
+    "seed=0",
+]
 
 
 def pipeline(job, *args, cwd, background=False):
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = subprocess_env()
     cmd = [sys.executable, str(REPO / "pipelines" / f"{job}.py"), *args]
     if background:
         return subprocess.Popen(
@@ -43,7 +50,7 @@ def digits_dir(tmp_path):
 
 def records(folder):
     out = {}
-    for path in sorted(folder.rglob("records/*.json")):
+    for path in sorted(folder.rglob("records/kernels/*.json")):
         record = json.loads(path.read_text())
         record.pop("timing")
         out[path.name] = record
@@ -55,8 +62,14 @@ def test_joblib_and_submitit_give_the_records_of_the_basic_launcher(digits_dir):
     for launcher in ("basic", "cores", "local"):
         extra = [] if launcher == "basic" else [f"hydra/launcher={launcher}"]
         extra += ["hydra.launcher.n_jobs=2"] if launcher == "cores" else []
-        proc = pipeline("ntk_convergence", *SWEEP, *extra, f"paths.results_dir=res_{launcher}",
-                        f"tracking.uri={uri}", cwd=digits_dir)  # fmt: skip
+        proc = pipeline(
+            "run",
+            *SWEEP,
+            *extra,
+            f"paths.results_dir=res_{launcher}",
+            f"tracking.uri={uri}",
+            cwd=digits_dir,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
     basic = records(digits_dir / "res_basic")
     assert len(basic) == 2
@@ -64,8 +77,8 @@ def test_joblib_and_submitit_give_the_records_of_the_basic_launcher(digits_dir):
     assert records(digits_dir / "res_local") == basic
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("ntk_convergence").experiment_id])
-    parents = {r.info.run_id for r in runs if r.data.tags.get("widthlab.stage") == "sweep"}
-    children = [r for r in runs if r.data.tags.get("widthlab.stage") != "sweep"]
+    parents = {r.info.run_id for r in runs if r.data.tags.get("widthlab.role") == "sweep"}
+    children = [r for r in runs if r.data.tags.get("widthlab.role") != "sweep"]
     assert len(parents) == 3 and len(children) == 6
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == parents
 
@@ -73,8 +86,8 @@ def test_joblib_and_submitit_give_the_records_of_the_basic_launcher(digits_dir):
 def test_a_killed_sweep_resumes_without_recomputing_or_duplicating(digits_dir):
     uri = f"sqlite:///{digits_dir}/s.db"
     args = ["-m", "study=ntk_convergence", "profile=smoke", f"tracking.uri={uri}"]
-    proc = pipeline("ntk_convergence", *args, cwd=digits_dir, background=True)
-    folder = digits_dir / "results" / "ntk_convergence" / "records"
+    proc = pipeline("run", *args, cwd=digits_dir, background=True)
+    folder = digits_dir / "results" / "ntk_convergence" / "records" / "kernels"
     deadline = time.time() + 300
     while time.time() < deadline and len(list(folder.glob("*.json"))) < 6:
         time.sleep(0.05)
@@ -83,7 +96,7 @@ def test_a_killed_sweep_resumes_without_recomputing_or_duplicating(digits_dir):
     finished = {p.name for p in folder.glob("*.json")}
     assert 6 <= len(finished) < 24, "the sweep should have been killed midway"
 
-    rerun = pipeline("ntk_convergence", *args, cwd=digits_dir)
+    rerun = pipeline("run", *args, cwd=digits_dir)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     log = rerun.stdout + rerun.stderr  # Hydra's job log goes to stdout
     assert log.count(", cached)") == len(finished)
@@ -92,8 +105,9 @@ def test_a_killed_sweep_resumes_without_recomputing_or_duplicating(digits_dir):
     for path in folder.glob("*.json"):
         json.loads(path.read_text())  # every record is whole
     client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name("ntk_convergence").experiment_id],
-                              max_results=1000)  # fmt: skip
+    runs = client.search_runs(
+        [client.get_experiment_by_name("ntk_convergence").experiment_id], max_results=1000
+    )
     done = [r for r in runs if r.info.status == "FINISHED" and "widthlab.key" in r.data.tags]
     keys = [r.data.tags["widthlab.key"] for r in done]
     assert len(keys) == 24 and len(set(keys)) == 24  # one finished child per job, no duplicate
@@ -109,12 +123,27 @@ def free_port() -> int:
 def test_a_sweep_against_a_tracking_server(digits_dir):
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{digits_dir}/server.db",
-         "--artifacts-destination", str(digits_dir / "artifacts"), "--workers", "1"],
-        cwd=digits_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{digits_dir}/server.db",
+            "--artifacts-destination",
+            str(digits_dir / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        cwd=digits_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
-    )  # fmt: skip
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -127,7 +156,7 @@ def test_a_sweep_against_a_tracking_server(digits_dir):
                 if time.time() > deadline or server.poll() is not None:
                     raise
                 time.sleep(0.5)
-        proc = pipeline("ntk_convergence", *SWEEP, f"tracking.uri={uri}", cwd=digits_dir)
+        proc = pipeline("run", *SWEEP, f"tracking.uri={uri}", cwd=digits_dir)
         assert proc.returncode == 0, proc.stderr[-2000:]
         client = MlflowClient(tracking_uri=uri)
         runs = client.search_runs([client.get_experiment_by_name("ntk_convergence").experiment_id])
@@ -141,19 +170,25 @@ def test_a_sweep_against_a_tracking_server(digits_dir):
 
 
 def test_a_narrower_rerun_resumes_and_the_aggregate_drops_the_stale_records(digits_dir):
-    common = ["study=ntk_convergence", "profile=smoke", "tracking=off", "model.depth=1",
-              "model.activation=relu", "seed=0"]  # fmt: skip
-    first = pipeline("ntk_convergence", "-m", *common, "model.width=32,64,128", cwd=digits_dir)
+    common = [
+        "study=ntk_convergence",
+        "profile=smoke",
+        "tracking=off",
+        "model.depth=1",
+        "model.activation=relu",
+        "seed=0",
+    ]
+    first = pipeline("run", "-m", *common, "model.width=32,64,128", cwd=digits_dir)
     assert first.returncode == 0, first.stderr[-2000:]
-    second = pipeline("ntk_convergence", "-m", *common, "model.width=32,64", cwd=digits_dir)
+    second = pipeline("run", "-m", *common, "model.width=32,64", cwd=digits_dir)
     assert second.returncode == 0, second.stderr[-2000:]
     assert (second.stdout + second.stderr).count(", cached)") == 2  # nothing recomputed
     folder = digits_dir / "results" / "ntk_convergence"
-    assert len(list((folder / "records").glob("*.json"))) == 3  # the old record is kept...
+    assert len(list((folder / "records" / "kernels").glob("*.json"))) == 3  # the old one is kept...
     agg = pipeline("aggregate", "study=ntk_convergence", "tracking=off", cwd=digits_dir)
     assert agg.returncode == 0, agg.stderr[-2000:]
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["n_jobs"] == 2  # ...but it is not part of the study any more
-    stale = "model.activation=relu,model.depth=1,model.width=128,seed=0"
+    stale = "kernels/model.activation=relu,model.depth=1,model.width=128,seed=0"
     assert summary["stale_records_ignored"] == [stale]
     assert "1 stale records ignored" in agg.stdout

@@ -2,19 +2,22 @@
 
 import numpy as np
 import pytest
+from conftest import sphere_points as sample_sphere
 
-from widthlab.models.random_features import draw_features, feature_activations, sample_sphere
-from widthlab.solvers import (
+from widthlab.gradient_descent import (
     default_learning_rate,
     gradient_descent,
     gradient_descent_closed_form,
+)
+from widthlab.models.random_features import draw_features, feature_activations
+from widthlab.solvers import (
     kernel_ridge_regression,
     kkt_residuals,
     min_norm_solution,
     ridge_path,
     ridge_solution,
-    width_sweep,
 )
+from widthlab.width_sweep import width_sweep
 
 
 def rel(a, b):
@@ -209,8 +212,9 @@ def test_multi_output_targets_equal_one_solve_per_column(n, d, ridge):
     beta = ridge_solution(h, y, ridge).beta
     assert beta.shape == (d, 4)
     for j in range(4):
-        np.testing.assert_allclose(beta[:, j], ridge_solution(h, y[:, j], ridge).beta,
-                                   rtol=1e-10, atol=1e-12)  # fmt: skip
+        np.testing.assert_allclose(
+            beta[:, j], ridge_solution(h, y[:, j], ridge).beta, rtol=1e-10, atol=1e-12
+        )
 
 
 @pytest.mark.parametrize(("n", "d"), [(40, 90), (90, 40)])
@@ -219,7 +223,9 @@ def test_ridge_path_equals_one_solve_per_ridge(n, d):
     h, y = rng.standard_normal((n, d)), rng.standard_normal(n)
     ridges = [0.0, 1e-4, 0.3]
     for ridge, sol in zip(ridges, ridge_path(h, y, ridges), strict=True):
-        direct = np.linalg.solve(h.T @ h + n * ridge * np.eye(d), h.T @ y) if ridge > 0 else (
-            np.linalg.lstsq(h, y, rcond=None)[0]
-        )  # fmt: skip
+        direct = (
+            np.linalg.solve(h.T @ h + n * ridge * np.eye(d), h.T @ y)
+            if ridge > 0
+            else (np.linalg.lstsq(h, y, rcond=None)[0])
+        )
         np.testing.assert_allclose(sol.beta, direct, rtol=1e-8, atol=1e-10)

@@ -8,12 +8,14 @@ from omegaconf import OmegaConf
 
 from widthlab.losses import evaluate, loss_value
 from widthlab.models.mlp import MLP
-from widthlab.training import (
+from widthlab.runtime.training import (
     MLPTask,
     TensorBatches,
     TrainingDiverged,
     build_trainer,
+    dead_hidden_layer,
     fit,
+    initial_loss,
     train_network,
 )
 
@@ -34,8 +36,9 @@ def problem(n=40, dim=5, outputs=3, seed=0, dtype=torch.float64):
 
 
 def net(width=16, depth=2, outputs=3, activation="relu", seed=3):
-    return MLP(5, width, depth, out_features=outputs, activation=activation, seed=seed,
-               dtype=torch.float64)  # fmt: skip
+    return MLP(
+        5, width, depth, out_features=outputs, activation=activation, seed=seed, dtype=torch.float64
+    )
 
 
 def test_squared_loss_is_half_the_summed_square_averaged_over_points():
@@ -81,8 +84,11 @@ def test_lightning_training_equals_a_plain_torch_loop(optimizer, lr, batch_size,
 
     reference = net()
     params = list(reference.parameters())
-    opt = (torch.optim.Adam(params, lr=lr) if optimizer == "adam"
-           else torch.optim.SGD(params, lr=lr, momentum=momentum))  # fmt: skip
+    opt = (
+        torch.optim.Adam(params, lr=lr)
+        if optimizer == "adam"
+        else torch.optim.SGD(params, lr=lr, momentum=momentum)
+    )
     order = TensorBatches(x, y, batch_size, seed=5)
     done = 0
     while done < steps:
@@ -100,8 +106,11 @@ def test_lightning_training_equals_a_plain_torch_loop(optimizer, lr, batch_size,
 def test_full_batch_gd_step_is_theta_minus_lr_times_gradient():
     x, y = problem()
     model, start = net(), net()
-    fit(MLPTask(model, "squared", "sgd", 0.5), TensorBatches(x, y),
-        build_trainer(train_cfg(max_steps=1, dtype="float64")))  # fmt: skip
+    fit(
+        MLPTask(model, "squared", "sgd", 0.5),
+        TensorBatches(x, y),
+        build_trainer(train_cfg(max_steps=1, dtype="float64")),
+    )
     loss = 0.5 * (start(x) - y).pow(2).sum(1).mean()
     grads = torch.autograd.grad(loss, list(start.parameters()))
     for p, p0, g in zip(model.parameters(), start.parameters(), grads, strict=True):
@@ -124,22 +133,56 @@ def test_a_diverging_run_raises_training_diverged():
     # finite loss), so the outputs grow without bound.
     x, y = problem()
     task = MLPTask(net(activation="erf"), "squared", "sgd", 1e6)
-    with pytest.raises(TrainingDiverged, match=r"train loss = (nan|inf)"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"the train loss became (nan|inf) after \d+ "
+        r"steps \(lr=1e\+06; lower train.lr\)",
+    ):
         fit(task, TensorBatches(x, y), build_trainer(train_cfg(max_steps=200, dtype="float64")))
+
+
+def test_a_loss_that_explodes_but_stays_finite_fails_by_the_divergence_factor():
+    # Adam's steps are bounded by lr, so at lr 1e4 the loss grows huge but finite; a run
+    # that ends far above where it started is a failure, not a result.
+    x, y = problem()
+    model = net(activation="erf")
+    task = MLPTask(model, "squared", "adam", 1e4)
+    start = initial_loss(model, x, y, "squared")
+    trainer = build_trainer(
+        train_cfg(max_steps=50, dtype="float64", divergence_factor=1000.0), initial_loss=start
+    )
+    with pytest.raises(TrainingDiverged, match=r"grew from .* more than train.divergence_factor"):
+        fit(task, TensorBatches(x, y), trainer)
+
+
+def test_a_dead_relu_network_fails_instead_of_passing_as_a_result():
+    x, y = problem()
+    model = net(width=8, depth=2)
+    with torch.no_grad():  # every first-layer unit negative on every input: a dead network
+        model.layers[0].bias.fill_(-1e3)
+        model.layers[0].bias_multiplier = 1.0
+    assert dead_hidden_layer(model, x) == 1
+    task = MLPTask(model, "squared", "sgd", 0.1)
+    with pytest.raises(TrainingDiverged, match=r"dead network: every unit of hidden layer 1"):
+        fit(task, TensorBatches(x, y), build_trainer(train_cfg(max_steps=3, dtype="float64")))
+    assert dead_hidden_layer(net(width=8, depth=2), x) is None
 
 
 def test_train_network_logs_curves_into_the_jobs_run(tmp_path):
     from mlflow import MlflowClient
 
-    from widthlab import jobs
-    from widthlab.tracking import JobRun
+    from widthlab.runtime import jobs
+    from widthlab.runtime.tracking import JobRun
 
     uri = f"sqlite:///{tmp_path}/t.db"
     client = MlflowClient(uri)
     run = client.create_run(client.create_experiment("t"))
     x, y = problem()
-    cfg = {"train": train_cfg(max_steps=30, log_every_n_epochs=10, dtype="float64"),
-           "tracking": {"uri": uri}, "seed": 0}  # fmt: skip
+    cfg = {
+        "train": train_cfg(max_steps=30, log_every_n_epochs=10, dtype="float64"),
+        "tracking": {"uri": uri},
+        "seed": 0,
+    }
     token = jobs._ACTIVE_RUN.set(JobRun(client, run.info.run_id))
     try:
         train_network(cfg, net(), x, y, {"train": (x, y), "test": (x[:5], y[:5])}, True)

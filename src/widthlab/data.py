@@ -1,4 +1,4 @@
-"""Data sets of the study: pure generators and a deterministic, checksummed file format.
+"""Data sets of the study: pure generators (files are `widthlab.runtime.datafiles`).
 
 Every generator is a pure function of its settings and its seed and returns a `Dataset`:
 train/test arrays plus the arrays that define the target (so the noiseless target can be
@@ -10,32 +10,21 @@ evaluated on test points) and a JSON-able `settings` dict. Conventions:
   E‖x‖² ≈ D (D the input dimension). The kernels and networks of this package see x·x'/D
   in their first layer, so this keeps first-layer pre-activations of order one.
 
-Files: `save_dataset` writes `<name>.npz` (every array) and `<name>.json` (sizes, dims,
-seed, settings and the sha256 of each array). Both are byte-for-byte identical for the same
-settings: the zip entries carry a fixed timestamp and JSON keys are sorted. Both are written
-atomically (a temporary file renamed into place), so an interrupted run leaves either the
-old file or the new one, never half a file.
+Argument errors raise `widthlab.checks.InvalidValue` naming the argument (`n_train`); the
+data stage reports them under their config key (`data.n_train`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from widthlab.records import atomic_write_bytes, atomic_write_json
-from widthlab.seeding import rng_for
-from widthlab.validation import ConfigError, check_fraction, check_nonnegative, check_positive_int
-
-FORMAT_VERSION = 1
+from widthlab.checks import InvalidValue, check_choice, check_fraction, check_int, check_nonnegative
+from widthlab.seeding import rng_for, uniform_sphere
 
 
 @dataclass(frozen=True)
@@ -66,12 +55,6 @@ class Dataset:
         return 1 if self.y_train.ndim == 1 else int(self.y_train.shape[1])
 
 
-def _uniform_sphere(rng: np.random.Generator, n: int, dim: int, radius: float) -> np.ndarray:
-    # A standard Gaussian is rotation invariant, so its direction is uniform on the sphere.
-    g = rng.standard_normal((n, dim))
-    return radius * g / np.linalg.norm(g, axis=1, keepdims=True)
-
-
 def sphere_linear(
     n_train: int,
     n_test: int,
@@ -95,16 +78,16 @@ def sphere_linear(
     both splits is stored as `f_train`/`f_test`, with β₁ (`beta1`) and w (`w`), so the excess risk
     E(f̂ − f★)² can be measured exactly.
     """
-    check_positive_int("data.n_train", n_train)
-    check_positive_int("data.n_test", n_test)
-    check_positive_int("data.dim", dim, minimum=2)
-    check_nonnegative("data.signal", signal)
-    check_nonnegative("data.nonlinear", nonlinear)
-    check_nonnegative("data.noise", noise)
+    check_int("n_train", n_train)
+    check_int("n_test", n_test)
+    check_int("dim", dim, minimum=2)
+    check_nonnegative("signal", signal)
+    check_nonnegative("nonlinear", nonlinear)
+    check_nonnegative("noise", noise)
     rng = rng_for(seed, "data:sphere_linear")
-    beta1 = _uniform_sphere(rng, 1, dim, signal)[0]
-    w = _uniform_sphere(rng, 1, dim, 1.0)[0]
-    x = _uniform_sphere(rng, n_train + n_test, dim, np.sqrt(dim))
+    beta1 = uniform_sphere(rng, 1, dim, signal)[0]
+    w = uniform_sphere(rng, 1, dim, 1.0)[0]
+    x = uniform_sphere(rng, n_train + n_test, dim, np.sqrt(dim))
     quad_scale = np.sqrt(2.0 * (dim - 1) / (dim + 2))
     f = x @ beta1 + nonlinear * ((x @ w) ** 2 - 1.0) / quad_scale
     y = f + noise * rng.standard_normal(n_train + n_test)
@@ -117,10 +100,15 @@ def sphere_linear(
         y_test=y[n_train:],
         extras={"f_train": f[:n_train], "f_test": f[n_train:], "beta1": beta1, "w": w},
         settings=dict(
-            n_train=n_train, n_test=n_test, dim=dim, signal=float(signal),
-            nonlinear=float(nonlinear), noise=float(noise), seed=seed,
+            n_train=n_train,
+            n_test=n_test,
+            dim=dim,
+            signal=float(signal),
+            nonlinear=float(nonlinear),
+            noise=float(noise),
+            seed=seed,
         ),
-    )  # fmt: skip
+    )
 
 
 def teacher(
@@ -141,11 +129,11 @@ def teacher(
     The teacher's weights (`teacher_v` [m, D], `teacher_a` [m]) and the noiseless targets
     (`f_train`, `f_test`) are stored with the data.
     """
-    check_positive_int("data.n_train", n_train)
-    check_positive_int("data.n_test", n_test)
-    check_positive_int("data.dim", dim)
-    check_positive_int("data.teacher_width", teacher_width)
-    check_nonnegative("data.noise", noise)
+    check_int("n_train", n_train)
+    check_int("n_test", n_test)
+    check_int("dim", dim)
+    check_int("teacher_width", teacher_width)
+    check_nonnegative("noise", noise)
     rng = rng_for(seed, "data:teacher")
     v = rng.standard_normal((teacher_width, dim))
     a = rng.standard_normal(teacher_width)
@@ -161,10 +149,14 @@ def teacher(
         y_test=y[n_train:],
         extras={"f_train": f[:n_train], "f_test": f[n_train:], "teacher_v": v, "teacher_a": a},
         settings=dict(
-            n_train=n_train, n_test=n_test, dim=dim, teacher_width=teacher_width,
-            noise=float(noise), seed=seed,
+            n_train=n_train,
+            n_test=n_test,
+            dim=dim,
+            teacher_width=teacher_width,
+            noise=float(noise),
+            seed=seed,
         ),
-    )  # fmt: skip
+    )
 
 
 def flip_labels(
@@ -231,19 +223,26 @@ def digits(
     bunch = load_digits()
     x_all, labels_all = bunch.data.astype(np.float64), bunch.target.astype(np.int64)
     n_total = x_all.shape[0]
-    check_positive_int("data.n_train", n_train, maximum=n_total - 1)
+    check_int("n_train", n_train, maximum=n_total - 1)
     if n_test is None:
         n_test = n_total - n_train
-    check_positive_int("data.n_test", n_test, maximum=n_total - n_train)
-    check_fraction("data.label_noise", label_noise)
+    check_int("n_test", n_test, maximum=n_total - n_train)
+    check_fraction("label_noise", label_noise)
     rng = rng_for(seed, "data:digits")
     order = rng.permutation(n_total)
     train, test = order[:n_train], order[n_train : n_train + n_test]
     x_train, x_test = standardize_per_feature(x_all[train], x_all[test])
     return _classification_dataset(
-        "digits", x_train, labels_all[train], x_test, labels_all[test], 10, label_noise, rng,
+        "digits",
+        x_train,
+        labels_all[train],
+        x_test,
+        labels_all[test],
+        10,
+        label_noise,
+        rng,
         dict(n_train=n_train, n_test=n_test, dim=64, seed=seed),
-    )  # fmt: skip
+    )
 
 
 def digits_noisy(
@@ -289,10 +288,10 @@ def openml_images(
     `sklearn.datasets.fetch_openml` (tests pass a stand-in; nothing else touches the network).
     """
     if name not in OPENML_NAMES:
-        raise ConfigError("data.name", name, f"one of {sorted(OPENML_NAMES)}")
-    check_positive_int("data.n_train", n_train, maximum=60_000)
-    check_positive_int("data.n_test", n_test, maximum=10_000)
-    check_fraction("data.label_noise", label_noise)
+        check_choice("name", name, OPENML_NAMES)
+    check_int("n_train", n_train, maximum=60_000)
+    check_int("n_test", n_test, maximum=10_000)
+    check_fraction("label_noise", label_noise)
     if fetch is None:
         from sklearn.datasets import fetch_openml as fetch
     bunch = fetch(OPENML_NAMES[name], version=1, as_frame=False, data_home=str(cache_dir))
@@ -301,10 +300,11 @@ def openml_images(
     n_total = x_all.shape[0]
     n_canonical_train = n_total - 10_000 if n_total > 10_000 else n_total // 2
     if n_train > n_canonical_train or n_test > n_total - n_canonical_train:
-        raise ConfigError(
-            "data.n_train/n_test", f"{n_train}/{n_test}",
+        raise InvalidValue(
+            "n_train/n_test",
+            f"{n_train}/{n_test}",
             f"at most {n_canonical_train}/{n_total - n_canonical_train} for {name}",
-        )  # fmt: skip
+        )
     rng = rng_for(seed, "data:openml")
     train = rng.choice(n_canonical_train, size=n_train, replace=False)
     test = n_canonical_train + rng.choice(n_total - n_canonical_train, size=n_test, replace=False)
@@ -312,92 +312,16 @@ def openml_images(
     x_train, x_test = x_all[train] - mean, x_all[test] - mean
     scale = np.sqrt(np.mean(np.sum(x_train**2, axis=1)) / x_train.shape[1])
     return _classification_dataset(
-        name, x_train / scale, labels_all[train], x_test / scale, labels_all[test], 10,
-        label_noise, rng, dict(n_train=n_train, n_test=n_test, dim=int(x_all.shape[1]), seed=seed),
-    )  # fmt: skip
-
-
-# --------------------------------------------------------------------------- files
-
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed entry timestamp: same arrays ⇒ same bytes
-
-
-def sha256_of_array(a: np.ndarray) -> str:
-    """sha256 of the array's .npy serialization (dtype, shape and C-order bytes)."""
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
-    return hashlib.sha256(buf.getvalue()).hexdigest()
-
-
-def dataset_metadata(ds: Dataset) -> dict[str, Any]:
-    """The JSON record of a data set: sizes, dims, settings and a checksum per array."""
-    arrays = ds.arrays()
-    return {
-        "name": ds.name,
-        "task": ds.task,
-        "format_version": FORMAT_VERSION,
-        "n_train": int(ds.x_train.shape[0]),
-        "n_test": int(ds.x_test.shape[0]),
-        "dim": int(ds.x_train.shape[1]),
-        "n_outputs": ds.n_outputs,
-        "settings": ds.settings,
-        "arrays": {
-            k: {"shape": list(v.shape), "dtype": str(v.dtype), "sha256": sha256_of_array(v)}
-            for k, v in sorted(arrays.items())
-        },
-    }
-
-
-def save_dataset(ds: Dataset, directory: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write `<directory>/<name>.npz` and `<name>.json`; returns both paths."""
-    directory = Path(directory)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        for key, arr in sorted(ds.arrays().items()):
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
-            info.external_attr = 0o644 << 16
-            with zf.open(info, "w", force_zip64=True) as fh:
-                np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
-    npz_path, json_path = directory / f"{ds.name}.npz", directory / f"{ds.name}.json"
-    atomic_write_bytes(npz_path, buf.getvalue())
-    atomic_write_json(json_path, dataset_metadata(ds))
-    return npz_path, json_path
-
-
-class DataFileError(RuntimeError):
-    """A data file is missing or does not match its checksums."""
-
-
-def load_dataset(name: str, directory: str | os.PathLike[str] = "data") -> Dataset:
-    """Read a data set written by `save_dataset`, verifying every array's sha256.
-
-    A missing or corrupted file raises `DataFileError` saying which stage to rerun.
-    """
-    directory = Path(directory)
-    npz_path, json_path = directory / f"{name}.npz", directory / f"{name}.json"
-    rerun = (
-        f"regenerate it with `dvc repro data@{name}` (or `python pipelines/data.py data={name}`)"
+        name,
+        x_train / scale,
+        labels_all[train],
+        x_test / scale,
+        labels_all[test],
+        10,
+        label_noise,
+        rng,
+        dict(n_train=n_train, n_test=n_test, dim=int(x_all.shape[1]), seed=seed),
     )
-    if not npz_path.exists() or not json_path.exists():
-        raise DataFileError(f"data set {name!r} not found in {directory}/: {rerun}")
-    try:
-        meta = json.loads(json_path.read_text())
-        with np.load(npz_path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataFileError(
-            f"data set {name!r} in {directory}/ is unreadable ({exc}): {rerun}"
-        ) from exc
-    expected = meta.get("arrays", {})
-    if set(expected) != set(arrays) or any(
-        sha256_of_array(arrays[k]) != v["sha256"] for k, v in expected.items()
-    ):
-        raise DataFileError(
-            f"data set {name!r} in {directory}/ does not match its checksums: {rerun}"
-        )
-    core = {k: arrays.pop(k) for k in ("x_train", "y_train", "x_test", "y_test")}
-    return Dataset(name=meta["name"], task=meta["task"], extras=arrays,
-                   settings=meta["settings"], **core)  # fmt: skip
 
 
 GENERATORS: dict[str, Callable[..., Dataset]] = {
@@ -412,10 +336,9 @@ GENERATORS: dict[str, Callable[..., Dataset]] = {
 
 def make_dataset(name: str, **settings: Any) -> Dataset:
     """The data set `name` built from `settings` (the keys of its config, less `name`)."""
-    if name not in GENERATORS:
-        raise ConfigError("data.name", name, f"one of {sorted(GENERATORS)}")
     import inspect
 
+    check_choice("name", name, GENERATORS)
     generator = GENERATORS[name]
     if name in OPENML_NAMES:
         allowed = set(inspect.signature(openml_images).parameters) - {"name", "fetch"}
@@ -423,6 +346,7 @@ def make_dataset(name: str, **settings: Any) -> Dataset:
         allowed = set(inspect.signature(generator).parameters)
     unknown = sorted(set(settings) - allowed)
     if unknown:
-        raise ConfigError(f"data.{unknown[0]}", settings[unknown[0]],
-                          f"a key of data={name}: {sorted(allowed)}")  # fmt: skip
+        raise InvalidValue(
+            unknown[0], settings[unknown[0]], f"a key of data={name}: {sorted(allowed)}"
+        )
     return generator(**settings)

@@ -23,7 +23,8 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from widthlab.activations import get_activation
-from widthlab.models.mlp import MLP, _check_int, _check_std
+from widthlab.checks import check_choice, check_int, check_nonnegative
+from widthlab.models.mlp import MLP
 
 NTK_METHODS = ("auto", "structured", "jacobian")
 NNGP_ESTIMATORS = ("outputs", "readout")
@@ -210,10 +211,9 @@ def empirical_ntk(
     this is the trace over outputs (module docstring). Inputs are cast to the model's dtype
     and device; nothing is differentiated through the result.
     """
-    if method not in NTK_METHODS:
-        raise ValueError(f"method={method!r} is not supported; allowed: {list(NTK_METHODS)}")
+    check_choice("method", method, NTK_METHODS)
     if chunk_size is not None:
-        _check_int("chunk_size", chunk_size, 1)
+        check_int("chunk_size", chunk_size)
     x1 = _as_inputs(model, x1)
     x2 = _as_inputs(model, x2)
     if method == "auto":
@@ -282,15 +282,12 @@ def empirical_nngp(
     (the readout integrated out exactly) with less variance. Returns the mean over networks
     and its elementwise standard error std(ddof=1)/√M.
     """
-    width = _check_int("width", width, 1)
-    depth = _check_int("depth", depth, 1)
-    n_networks = _check_int("n_networks", n_networks, 2)
-    w_std, b_std = _check_std("w_std", w_std), _check_std("b_std", b_std)
+    width = check_int("width", width)
+    depth = check_int("depth", depth)
+    n_networks = check_int("n_networks", n_networks, 2)
+    w_std, b_std = check_nonnegative("w_std", w_std), check_nonnegative("b_std", b_std)
     phi = get_activation(activation)
-    if estimator not in NNGP_ESTIMATORS:
-        raise ValueError(
-            f"estimator={estimator!r} is not supported; allowed: {list(NNGP_ESTIMATORS)}"
-        )
+    check_choice("estimator", estimator, NNGP_ESTIMATORS)
     n1 = x1.shape[0]
     x = x1 if x2 is None else torch.cat([x1, x2])
     x = x.to(dtype=dtype, device=device)
@@ -301,7 +298,7 @@ def empirical_nngp(
         n_weights = sum(a * b for a, b in itertools.pairwise([d] + [width] * depth + [1]))
         per_network = (3 * n * width + 2 * n_weights) * torch.finfo(dtype).bits // 8
         batch_size = max(1, min(n_networks, (256 << 20) // max(per_network, 1)))
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = check_int("batch_size", batch_size)
     fans = [d] + [width] * depth + [1]
 
     count, mean, m2 = 0, None, None

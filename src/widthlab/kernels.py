@@ -18,17 +18,25 @@ Dual activations E[φ(u)φ(v)], E[φ'(u)φ'(v)] for (u, v) ~ N(0, [[k11, k12], [
 
 * relu (arc-cosine kernel, Cho & Saul 2009), with c = k12/√(k11 k22) clamped to [−1, 1] and
   θ = arccos c:  E[φφ] = √(k11 k22)/(2π)·(sin θ + (π−θ) cos θ),  E[φ'φ'] = (π−θ)/(2π).
-  Evaluated as θ = atan2(√(k11 k22 − k12²)₊, k12), which is the same clamped angle without an
-  arccos of 1 ± eps; on the diagonal the exact values E[φ(u)²] = k/2, E[φ'²] = 1/2 are used.
+  Evaluated as θ = atan2(√(k11 k22 − k12²)₊, k12), the same clamped angle without the
+  arccos, whose derivative is infinite at c = ±1. That does not remove the loss of digits
+  near coincident or antipodal pairs: k11·k22 − k12² cancels there, so √(…) and hence θ
+  carry an absolute error of about √ε ≈ 1e-8, and so does E[φ'φ'] = (π − θ)/(2π) (the NTK
+  of such pairs is good to about 1e-8 relative, E[φφ], whose θ-dependence is quadratic near
+  θ = 0, to about 1e-16). On the diagonal the exact E[φ(u)²] = k/2, E[φ'²] = 1/2 are used.
 * erf (Williams 1997):  E[φφ] = (2/π)·arcsin(2k12/√((1+2k11)(1+2k22))),
   E[φ'φ'] = (4/π)/√((1+2k11)(1+2k22) − 4k12²).
 * tanh, gelu (gelu(u) = u·Φ(u), gelu'(u) = Φ(u) + u·ϕ(u)): 2-D Gauss–Hermite product rule with
   ``quad_order`` nodes per axis after a Cholesky factorization of the 2×2 covariance. Measured
   accuracy at the default order 96 (error relative to √(E[φ(u)²]E[φ(v)²]), any correlation):
   ≤ 1e-8 for variances k ≤ 1 (tanh) and k ≤ 4 (gelu). The integrands sharpen as the variance
-  grows (tanh(√k·z) tends to a step), so larger variances need a higher order (tanh, k = 2: ~2e-6
-  at order 96). Cost O(quad_order²) evaluations per pair: lower the order for large n if 1e-6 is
-  enough (order 48: tanh ≤ 4e-6 at k ≤ 1, gelu ≤ 2e-8 at k ≤ 2).
+  grows (tanh(√k·z) tends to a step), so larger variances need a higher order: the error
+  falls roughly like exp(−c·√(order/k)), so the accurate range grows in proportion to the
+  order. A variance beyond that range (k > order/96 for tanh, k > 4·order/96 for gelu)
+  raises a `KernelAccuracyWarning` naming the variance and the order that would cover it
+  (numpy's Gauss–Hermite rule works up to about order 360). Cost O(quad_order²)
+  evaluations per pair: lower the order for large n if 1e-6 is enough (order 48: tanh
+  ≤ 4e-6 at k ≤ 1, gelu ≤ 2e-8 at k ≤ 2).
 
 Everything is float64 by default, on the device of the input, and tiled over blocks of rows:
 memory is O(n1·n2) for the outputs plus O(tile) temporaries. With x2 = None only the upper
@@ -83,6 +91,28 @@ _QUADRATURE_ACTIVATIONS: dict[str, Callable[[Tensor], tuple[Tensor, Tensor]]] = 
     "tanh": _tanh_and_derivative,
     "gelu": _gelu_and_derivative,
 }
+# The largest input variance at which the default order keeps the documented 1e-8.
+_ACCURATE_VARIANCE_AT_DEFAULT = {"tanh": 1.0, "gelu": 4.0}
+
+
+class KernelAccuracyWarning(UserWarning):
+    """A quadrature kernel evaluated beyond the variance its order is accurate for."""
+
+
+def _warn_if_inaccurate(activation: str, variance: Tensor, order: int) -> None:
+    limit = _ACCURATE_VARIANCE_AT_DEFAULT[activation] * order / DEFAULT_QUAD_ORDER
+    largest = float(variance.max()) if variance.numel() else 0.0
+    if largest > limit:
+        import warnings
+
+        needed = math.ceil(order * largest / limit)
+        warnings.warn(
+            f"{activation} kernel: an input variance of {largest:.3g} exceeds {limit:.3g}, the "
+            f"range where Gauss–Hermite order {order} is accurate to about 1e-8; expect larger "
+            f"errors, or pass quad_order={needed}",
+            KernelAccuracyWarning,
+            stacklevel=3,
+        )
 
 
 @lru_cache(maxsize=16)
@@ -102,6 +132,7 @@ def gauss_hermite_dual(
     """
     pair = _QUADRATURE_ACTIVATIONS[activation]
     k11, k22, k12 = torch.broadcast_tensors(k11, k22, k12)
+    _warn_if_inaccurate(activation, torch.maximum(k11, k22), order)
     shape = k12.shape
     s1, s2, k12 = k11.reshape(-1).sqrt(), k22.reshape(-1).sqrt(), k12.reshape(-1)
     scale = s1 * s2
@@ -142,6 +173,7 @@ def _dual_diagonal(activation: str, k: Tensor, quad_order: int) -> tuple[Tensor,
         return (2.0 / math.pi) * torch.asin(2.0 * k / (1.0 + 2.0 * k)), (4.0 / math.pi) * (
             1.0 + 4.0 * k
         ).rsqrt()
+    _warn_if_inaccurate(activation, k, quad_order)
     nodes_np, weights_np = _hermite_rule(quad_order)
     z = torch.as_tensor(nodes_np, dtype=k.dtype, device=k.device)
     w = torch.as_tensor(weights_np, dtype=k.dtype, device=k.device)
@@ -154,9 +186,15 @@ def _dual_diagonal(activation: str, k: Tensor, quad_order: int) -> tuple[Tensor,
 # the per-point diagonals Σ^{l−1}(x,x). r, t are scratch buffers of the tile's shape, reused
 # across layers and tiles because fresh large allocations (page faults) dominate otherwise.
 def _relu_step(
-    K: Tensor, theta_ntk: Tensor | None, k_row: Tensor, k_col: Tensor, r: Tensor, t: Tensor,
-    w_var: float, b_var: float,
-) -> None:  # fmt: skip
+    K: Tensor,
+    theta_ntk: Tensor | None,
+    k_row: Tensor,
+    k_col: Tensor,
+    r: Tensor,
+    t: Tensor,
+    w_var: float,
+    b_var: float,
+) -> None:
     scale = w_var / _TWO_PI
     torch.mul(k_row[:, None], k_col[None, :], out=r)
     r.addcmul_(K, K, value=-1.0).clamp_min_(0.0).sqrt_()  # √(k11k22)·sin θ, no arccos needed
@@ -168,9 +206,15 @@ def _relu_step(
 
 
 def _erf_step(
-    K: Tensor, theta_ntk: Tensor | None, k_row: Tensor, k_col: Tensor, r: Tensor, t: Tensor,
-    w_var: float, b_var: float,
-) -> None:  # fmt: skip
+    K: Tensor,
+    theta_ntk: Tensor | None,
+    k_row: Tensor,
+    k_col: Tensor,
+    r: Tensor,
+    t: Tensor,
+    w_var: float,
+    b_var: float,
+) -> None:
     scale = w_var * 2.0 / math.pi
     torch.mul((0.5 + k_row)[:, None], (0.5 + k_col)[None, :], out=r)
     r.addcmul_(K, K, value=-1.0).rsqrt_()  # 2/√Q = (π/2)·E[φ'φ'], Q/4 = (½+k11)(½+k22) − k12²
@@ -213,9 +257,17 @@ def _diagonal_recursion(
 
 
 def _recursion(
-    x1: Tensor, x2: Tensor | None, depth: int, activation: str, w_std: float, b_std: float,
-    tile_rows: int | None, quad_order: int, dtype: torch.dtype | None, with_ntk: bool,
-) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    x1: Tensor,
+    x2: Tensor | None,
+    depth: int,
+    activation: str,
+    w_std: float,
+    b_std: float,
+    tile_rows: int | None,
+    quad_order: int,
+    dtype: torch.dtype | None,
+    with_ntk: bool,
+) -> tuple[Tensor, Tensor | None]:
     get_activation(activation)  # ValueError naming the allowed activations
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth must be an integer >= 1 (number of hidden layers); got {depth!r}")
@@ -233,9 +285,11 @@ def _recursion(
         activation, quad_order
     )
     sig1, th1 = _diagonal_recursion(activation, x1, depth, w_var, b_var, quad_order)
-    sig2 = sig1 if symmetric else _diagonal_recursion(
-        activation, x2, depth, w_var, b_var, quad_order
-    )[0]  # fmt: skip
+    sig2 = (
+        sig1
+        if symmetric
+        else _diagonal_recursion(activation, x2, depth, w_var, b_var, quad_order)[0]
+    )
 
     nngp = torch.empty(n1, n2, dtype=x1.dtype, device=x1.device)
     ntk = torch.empty_like(nngp) if with_ntk else None
@@ -274,10 +328,17 @@ def _recursion(
 
 
 def nngp_and_ntk(
-    x1: Tensor, x2: Tensor | None = None, *, depth: int, activation: str, w_std: float = 1.0,
-    b_std: float = 0.0, tile_rows: int | None = None, quad_order: int = DEFAULT_QUAD_ORDER,
+    x1: Tensor,
+    x2: Tensor | None = None,
+    *,
+    depth: int,
+    activation: str,
+    w_std: float = 1.0,
+    b_std: float = 0.0,
+    tile_rows: int | None = None,
+    quad_order: int = DEFAULT_QUAD_ORDER,
     dtype: torch.dtype | None = torch.float64,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
+) -> tuple[Tensor, Tensor]:
     """(NNGP, NTK) = (Σ^{L+1}(x1, x2), Θ^{L+1}(x1, x2)), both [n1, n2], from one recursion.
 
     NTK parameterization, scalar output, depth = L hidden layers, weights and biases N(0,1),
@@ -298,10 +359,17 @@ def nngp_and_ntk(
 
 
 def nngp_kernel(
-    x1: Tensor, x2: Tensor | None = None, *, depth: int, activation: str, w_std: float = 1.0,
-    b_std: float = 0.0, tile_rows: int | None = None, quad_order: int = DEFAULT_QUAD_ORDER,
+    x1: Tensor,
+    x2: Tensor | None = None,
+    *,
+    depth: int,
+    activation: str,
+    w_std: float = 1.0,
+    b_std: float = 0.0,
+    tile_rows: int | None = None,
+    quad_order: int = DEFAULT_QUAD_ORDER,
     dtype: torch.dtype | None = torch.float64,
-) -> Tensor:  # fmt: skip
+) -> Tensor:
     """NNGP kernel Σ^{L+1}(x1, x2) = E[f(x1)f(x2)] at init; arguments as in `nngp_and_ntk`.
 
     Runs the shared recursion without the Θ updates.
@@ -312,21 +380,40 @@ def nngp_kernel(
 
 
 def ntk_kernel(
-    x1: Tensor, x2: Tensor | None = None, *, depth: int, activation: str, w_std: float = 1.0,
-    b_std: float = 0.0, tile_rows: int | None = None, quad_order: int = DEFAULT_QUAD_ORDER,
+    x1: Tensor,
+    x2: Tensor | None = None,
+    *,
+    depth: int,
+    activation: str,
+    w_std: float = 1.0,
+    b_std: float = 0.0,
+    tile_rows: int | None = None,
+    quad_order: int = DEFAULT_QUAD_ORDER,
     dtype: torch.dtype | None = torch.float64,
-) -> Tensor:  # fmt: skip
+) -> Tensor:
     """NTK Θ^{L+1}(x1, x2) = Σ_p ∂f(x1)/∂p·∂f(x2)/∂p (no ½); arguments as in `nngp_and_ntk`."""
     return nngp_and_ntk(
-        x1, x2, depth=depth, activation=activation, w_std=w_std, b_std=b_std,
-        tile_rows=tile_rows, quad_order=quad_order, dtype=dtype,
-    )[1]  # fmt: skip
+        x1,
+        x2,
+        depth=depth,
+        activation=activation,
+        w_std=w_std,
+        b_std=b_std,
+        tile_rows=tile_rows,
+        quad_order=quad_order,
+        dtype=dtype,
+    )[1]
 
 
 def random_features_kernel(
-    x1: Tensor, x2: Tensor | None = None, *, activation: str, tile_rows: int | None = None,
-    quad_order: int = DEFAULT_QUAD_ORDER, dtype: torch.dtype | None = torch.float64,
-) -> Tensor:  # fmt: skip
+    x1: Tensor,
+    x2: Tensor | None = None,
+    *,
+    activation: str,
+    tile_rows: int | None = None,
+    quad_order: int = DEFAULT_QUAD_ORDER,
+    dtype: torch.dtype | None = torch.float64,
+) -> Tensor:
     """Infinite-width kernel of the random-features model f(x) = (1/√d)·Σ_k β_k σ(xᵀα_k).
 
     With α_k ~ N(0, I/D) and β_k ~ N(0, 1): k(x,x') = E_α[σ(xᵀα)σ(x'ᵀα)], (xᵀα, x'ᵀα) having
@@ -335,14 +422,22 @@ def random_features_kernel(
     random-features double-descent study (kernel ridge(less) regression).
     """
     return nngp_kernel(
-        x1, x2, depth=1, activation=activation, w_std=1.0, b_std=0.0, tile_rows=tile_rows,
-        quad_order=quad_order, dtype=dtype,
-    )  # fmt: skip
+        x1,
+        x2,
+        depth=1,
+        activation=activation,
+        w_std=1.0,
+        b_std=0.0,
+        tile_rows=tile_rows,
+        quad_order=quad_order,
+        dtype=dtype,
+    )
 
 
 __all__ = [
     "ACTIVATIONS",
     "DEFAULT_QUAD_ORDER",
+    "KernelAccuracyWarning",
     "dual_activation",
     "erf_dual",
     "gauss_hermite_dual",

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 LOSSES = ("squared", "cross_entropy")
-# The optimizers and dtypes `widthlab.training` accepts (names of config values).
+# The optimizers and dtypes `widthlab.runtime.training` accepts (names of config values).
 OPTIMIZERS = ("sgd", "adam")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

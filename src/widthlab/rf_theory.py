@@ -19,7 +19,8 @@ On the imaginary axis ν₁ = ia, ν₂ = ib with a, b > 0, so χ = −p, p = ab
 and b leaves the scalar equation  s²p = (ψ₁ − g(p))(ψ₂ − g(p)),  g(p) = p + ζ²p/(1 + ζ²p),
 s² = ψ₁ψ₂λ̄, with a unique root in (0, p₀), g(p₀) = min(ψ₁, ψ₂). At λ = 0 the root is p₀, i.e.
 χ = −[(ψζ² − ζ² − 1) + ((ψζ² − ζ² − 1)² + 4ζ²ψ)^{1/2}]/(2ζ²), ψ = min(ψ₁, ψ₂) (their ridgeless
-theorem). The ridgeless risk diverges at ψ₁ = ψ₂ when τ² + F★² > 0.
+theorem). The ridgeless risk diverges at ψ₁ = ψ₂ whenever F₁² + τ² + F★² > 0: both B and V
+blow up there, so even a noiseless linear target (τ = F★ = 0, F₁ > 0) gives an infinite peak.
 
 λ conventions: `widthlab.solvers` minimises (1/n)‖y − Hβ‖² + λ_ours‖β‖² with h_j = σ_j/√N, so
 β = √N·a and λ_ours = λ_MM/D (`mm_ridge_from_ours`). All risks here are excess risks.
@@ -35,8 +36,10 @@ import torch
 from scipy import integrate, optimize
 
 from widthlab.activations import get_activation
-from widthlab.models.random_features import draw_features, feature_activations, sample_sphere
-from widthlab.solvers import limit_blas_threads, min_norm_solution, width_sweep
+from widthlab.models.random_features import draw_features, feature_activations
+from widthlab.seeding import uniform_sphere
+from widthlab.solvers import min_norm_solution
+from widthlab.width_sweep import limit_blas_threads, width_sweep
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,7 @@ def simulate_random_features_risk(
 def _rf_test_errors(dim, n_train, widths, activation, lams, signal, noise, n_test, seed):
     """Test errors [L, W] of one seed: fresh data, target, nested feature draw."""
     rng = np.random.default_rng(seed)
-    x = sample_sphere(n_train + n_test, dim, rng)
+    x = uniform_sphere(rng, n_train + n_test, dim, np.sqrt(dim))
     beta1 = rng.standard_normal(dim)
     beta1 *= signal / np.linalg.norm(beta1)
     f = x @ beta1

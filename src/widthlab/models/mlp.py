@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from widthlab.activations import ACTIVATIONS, get_activation
+from widthlab.checks import check_choice, check_int, check_nonnegative
 
 PARAMETERIZATIONS = ("ntk", "standard")
 
@@ -93,20 +94,6 @@ class DenseLayer(nn.Module):
         )
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r} is not allowed; allowed: integers >= {minimum}")
-    return value
-
-
-def _check_std(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{name}={value!r} is not allowed; allowed: finite reals >= 0")
-    if not math.isfinite(value):
-        raise ValueError(f"{name}={value!r} is not allowed; allowed: finite reals >= 0")
-    return float(value)
-
-
 class MLP(nn.Module):
     """Fully connected network: `depth` hidden layers of `width`, then a linear readout.
 
@@ -133,21 +120,14 @@ class MLP(nn.Module):
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
-        self.in_features = _check_int("in_features", in_features, 1)
-        self.width = _check_int("width", width, 1)
-        self.depth = _check_int("depth", depth, 1)
-        self.out_features = _check_int("out_features", out_features, 1)
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation={activation!r} is not supported; allowed: {sorted(ACTIVATIONS)}"
-            )
-        if parameterization not in PARAMETERIZATIONS:
-            raise ValueError(
-                f"parameterization={parameterization!r} is not supported; "
-                f"allowed: {list(PARAMETERIZATIONS)}"
-            )
-        self.w_std = _check_std("w_std", w_std)
-        self.b_std = _check_std("b_std", b_std)
+        self.in_features = check_int("in_features", in_features)
+        self.width = check_int("width", width)
+        self.depth = check_int("depth", depth)
+        self.out_features = check_int("out_features", out_features)
+        check_choice("activation", activation, ACTIVATIONS)
+        check_choice("parameterization", parameterization, PARAMETERIZATIONS)
+        self.w_std = check_nonnegative("w_std", w_std)
+        self.b_std = check_nonnegative("b_std", b_std)
         self.activation = activation
         self.phi = get_activation(activation)
         self.parameterization = parameterization
@@ -157,7 +137,7 @@ class MLP(nn.Module):
         elif seed is None:
             generator = None
         else:
-            generator = torch.Generator().manual_seed(_check_int("seed", seed, 0))
+            generator = torch.Generator().manual_seed(check_int("seed", seed, 0))
 
         fans = [self.in_features] + [self.width] * self.depth + [self.out_features]
         layers = []
@@ -171,6 +151,13 @@ class MLP(nn.Module):
                 layer = DenseLayer(xi_w * scale, xi_b * self.b_std, 1.0, 1.0)
             layers.append(layer)
         self.layers = nn.ModuleList(layers).to(device=device)
+
+    def set_activation(self, activation: str) -> MLP:
+        """Use `activation` from now on, keeping every parameter (they do not depend on it:
+        the same seed draws the same ξ for every activation); returns the network."""
+        check_choice("activation", activation, ACTIVATIONS)
+        self.activation, self.phi = activation, get_activation(activation)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """f(x), [n, out_features] for x of shape [n, in_features]."""

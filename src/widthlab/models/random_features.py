@@ -28,21 +28,12 @@ import numpy as np
 import torch
 
 from widthlab.activations import get_activation
+from widthlab.checks import check_choice, check_int
 from widthlab.seeding import rng_for
 from widthlab.solvers import ridge_solution
 
 FEATURE_DISTRIBUTIONS = ("gaussian", "sphere")
 RF_ACTIVATIONS = ("relu", "erf", "tanh")
-
-
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not supported; allowed: {list(allowed)}")
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def draw_features(
@@ -56,9 +47,9 @@ def draw_features(
     ``max_width`` ≥ d: features are nested across widths. ``"gaussian"``: α ~ N(0, I/D);
     ``"sphere"``: α = g/‖g‖ with g ~ N(0, I), uniform on the unit sphere.
     """
-    _check_positive_int("dim", dim)
-    _check_positive_int("max_width", max_width)
-    _check_choice("distribution", distribution, FEATURE_DISTRIBUTIONS)
+    check_int("dim", dim)
+    check_int("max_width", max_width)
+    check_choice("distribution", distribution, FEATURE_DISTRIBUTIONS)
     g = rng_for(seed, "features").standard_normal((max_width, dim))
     if distribution == "gaussian":
         g /= np.sqrt(dim)
@@ -70,7 +61,7 @@ def draw_features(
 
 def feature_activations(x: np.ndarray, weights: np.ndarray, activation: str) -> np.ndarray:
     """Unscaled features S = σ(x A), shape [n, d]: the columns shared across nested widths."""
-    _check_choice("activation", activation, RF_ACTIVATIONS)
+    check_choice("activation", activation, RF_ACTIVATIONS)
     x = np.asarray(x, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
     if x.ndim != 2 or weights.ndim != 2 or x.shape[1] != weights.shape[0]:
@@ -90,18 +81,6 @@ def feature_map(x: np.ndarray, weights: np.ndarray, activation: str) -> np.ndarr
     return s
 
 
-def sample_sphere(
-    n: int, dim: int, seed: int | np.random.Generator = 0, radius: float | None = None
-) -> np.ndarray:
-    """n points uniform on the sphere of radius `radius` (default √D) in ℝ^D, shape [n, D]."""
-    _check_positive_int("n", n)
-    _check_positive_int("dim", dim)
-    rng = np.random.default_rng(seed)
-    g = rng.standard_normal((n, dim))
-    r = np.sqrt(dim) if radius is None else float(radius)
-    return g * (r / np.linalg.norm(g, axis=1, keepdims=True))
-
-
 @dataclass(frozen=True)
 class RandomFeaturesConfig:
     """Width d, input dimension D, activation σ, distribution of α, seed of the draw."""
@@ -113,10 +92,10 @@ class RandomFeaturesConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_positive_int("dim", self.dim)
-        _check_positive_int("width", self.width)
-        _check_choice("activation", self.activation, RF_ACTIVATIONS)
-        _check_choice("feature_distribution", self.feature_distribution, FEATURE_DISTRIBUTIONS)
+        check_int("dim", self.dim)
+        check_int("width", self.width)
+        check_choice("activation", self.activation, RF_ACTIVATIONS)
+        check_choice("feature_distribution", self.feature_distribution, FEATURE_DISTRIBUTIONS)
 
 
 @dataclass

@@ -1,0 +1,30 @@
+"""Resolve every data set's and study's settings for the active profile, for DVC.
+
+Usage:
+    python pipelines/params.py            # writes results/params/{data,studies}/<name>.yaml
+
+DVC tracks these resolved files as the stages' params, so `dvc params diff` shows values
+(not `${profile…}` interpolations) and a stage reruns exactly when its own resolved
+settings change: editing another profile changes nothing here (`widthlab.runtime.params`).
+"""
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from widthlab.runtime.errors import exit_on_error
+from widthlab.runtime.params import write_params
+
+# An absolute config path: the app also runs when this file is imported (tests, stage.py).
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF, config_name="config")
+@exit_on_error
+def main(cfg: DictConfig) -> None:
+    write_params(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Run one job of any study, or a whole sweep with -m.
+
+Usage:
+    python pipelines/run.py -m study=ntk_convergence                 # a study's sweep
+    python pipelines/run.py -m study=double_descent_rf/digits        # another of its sweeps
+    python pipelines/run.py study=lazy_training model.width=512      # one job
+    python pipelines/run.py --help                                   # studies, profiles
+
+The study is the class `study._target_` names; its job is `study.job`. Every job is checked
+before any work (one line naming the key, the value and what is allowed), recorded in
+`results/<study>/records/` and logged to MLflow (a parent run per sweep).
+"""
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from widthlab.runtime.errors import exit_on_error
+from widthlab.runtime.jobs import run_job
+
+# An absolute config path: the app also runs when this file is imported (tests, stage.py).
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF, config_name="config")
+@exit_on_error
+def main(cfg: DictConfig) -> None:
+    run_job(cfg)
+
+
+if __name__ == "__main__":
+    main()

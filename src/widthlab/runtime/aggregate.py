@@ -1,0 +1,196 @@
+"""Aggregate a study: records in; summary, metrics, tables, plots and figures out.
+
+`aggregate(cfg)` (`pipelines/aggregate.py study=<name>`) reads `results/<name>/records/` —
+only the jobs listed by the latest sweep of each study config (`records/sweeps/*.json`) —
+and writes, in `results/<name>/`:
+
+  summary.json   the study's headline numbers with their uncertainty and verdicts, the
+                 settings they were judged by, the failed jobs (key and reason), stale
+                 records left out and jobs of the sweep with no record, the figure captions
+  metrics.json   a dozen flat headline numbers: DVC's metric, and the sweep runs' metrics
+  tables/        records.csv, one row per job and condition (identity, status, metrics),
+                 and the study's own tables (curves.csv, ...): mean, sd, SE and count over
+                 seeds
+  plots.csv      the DVC plot's long table (panel, series, x, y)
+  figures/*.png  the figures, and svg/*.svg the same as vector graphics
+
+Every float is rounded to `stats.STORED_DIGITS` significant digits (round-off residuals to
+their decade) before anything is written and before the figures are drawn, so a rerun on
+another machine, whose last bits differ, writes the same files. Everything is computed in
+memory first and written atomically file by file only when complete. A bad record or
+manifest stops it with one line naming the file; a study whose every job failed gets its
+summary (listing the failures) but no figures. The metrics, summary and figures are then
+logged to the newest parent run of each of the study's sweeps.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from widthlab.plotting import figure_bytes
+from widthlab.runtime.errors import BadFile
+from widthlab.runtime.records import (
+    atomic_write_bytes,
+    current_job_keys,
+    json_text,
+    read_records,
+)
+from widthlab.runtime.schemas import validate_config
+from widthlab.runtime.study import Results, Study, load_study
+from widthlab.runtime.tables import job_counts, tidy_rows
+from widthlab.stats import round_tree
+
+log = logging.getLogger(__name__)
+
+
+def to_csv(rows: list[Mapping[str, Any]]) -> bytes:
+    """Rows as CSV; list- and dict-valued cells are left to tables of their own."""
+    rows = [{k: v for k, v in row.items() if not isinstance(v, list | dict)} for row in rows]
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue().encode()
+
+
+def current_records(folder: Path) -> tuple[dict[str, list[dict]], list[str], list[str]]:
+    """(records per job kind of the latest sweeps, stale keys left out, missing keys)."""
+    records = read_records(folder / "records")
+    current = current_job_keys(folder / "records")
+    stale, missing, kept = [], [], {}
+    for kind in sorted(set(records) | set(current)):
+        mine = records.get(kind, [])
+        keys = current.get(kind)
+        if kind in current and keys is not None:
+            stale += [f"{kind}/{r['key']}" for r in mine if r["key"] not in keys]
+            mine = [r for r in mine if r["key"] in keys]
+            missing += [f"{kind}/{k}" for k in sorted(keys - {r["key"] for r in mine})]
+        if mine:
+            kept[kind] = mine
+    return kept, sorted(stale), missing
+
+
+def plot_rows(study: Study, tables: Mapping[str, list[dict]]) -> list[dict[str, Any]]:
+    """The long table of the DVC plot: one row per (panel, series, x) with its y."""
+    rows = []
+    for spec in study.plots:
+        for row in tables.get(spec.table, []):
+            x = row.get(spec.x)
+            for metric in spec.y:
+                y = row.get(f"{metric}_mean")
+                if x is None or y is None:
+                    continue
+                label = " ".join(f"{c}={row.get(c)}" for c in spec.series)
+                rows.append(
+                    {"panel": spec.panel, "series": f"{metric} {label}".strip(), "x": x, "y": y}
+                )
+    return rows
+
+
+def summarize(study: Study, records: dict[str, list[dict]], settings: Mapping[str, Any]) -> Results:
+    """The study's results, with the generic counts in front and every float rounded."""
+    every = [r for kind in sorted(records) for r in records[kind]]
+    results = study.summarize(records, settings)
+    counts = job_counts(every)
+    summary = {**counts, **results.summary}
+    metrics = {"jobs": counts["n_jobs"], "failed_jobs": counts["n_failed"], **results.metrics}
+    # Timings stay in the records and MLflow: they differ on every run.
+    rows = [{k: v for k, v in row.items() if k != "seconds"} for row in tidy_rows(every)]
+    tables = {"records.csv": rows, **results.tables}
+
+    def residual(key: str) -> bool:
+        return any(part in key for part in study.residual_keys)
+
+    return Results(
+        summary=round_tree(summary, residual=residual),
+        tables={k: round_tree(v, residual=residual) for k, v in tables.items()},
+        metrics=round_tree(metrics, residual=residual),
+    )
+
+
+def aggregate(cfg: DictConfig) -> dict[str, Any]:
+    """Aggregate the study `cfg.study` names (module docstring); returns its summary."""
+    from widthlab.runtime.preflight import check_writable_dir
+
+    study = load_study(OmegaConf.select(cfg, "study._target_", default=None))
+    resolved = validate_config(cfg, (), study)
+    name = resolved["study"]["name"]
+    folder = Path(resolved["paths"]["results_dir"]) / name
+    check_writable_dir("paths.results_dir", str(folder))
+    records, stale, missing = current_records(folder)
+    if not records:
+        raise BadFile(
+            folder / "records",
+            "no job records: run the study's sweeps first "
+            f"(`python pipelines/stage.py study={name}`)",
+        )
+    results = summarize(study, records, resolved["study"])
+    ok = any(r["status"] == "ok" for kind in records.values() for r in kind)
+    figures = study.figures(results) if ok else {}
+    results.summary.update(
+        study=name,
+        study_class=resolved["study"]["_target_"],
+        profile=(resolved.get("profile") or {}).get("name"),
+        settings=round_tree(resolved["study"]),
+        stale_records_ignored=stale,
+        missing_jobs=missing,
+        figures={k: v.caption for k, v in figures.items()},
+    )
+    # Everything in memory first; then each file atomically.
+    outputs: dict[Path, bytes] = {
+        folder / "summary.json": json_text(results.summary).encode(),
+        folder / "metrics.json": json_text(results.metrics).encode(),
+        folder / "plots.csv": to_csv(plot_rows(study, results.tables)),
+    }
+    for table, rows in results.tables.items():
+        outputs[folder / "tables" / table] = to_csv(rows)
+    for fig_name, spec in figures.items():
+        outputs[folder / "figures" / f"{fig_name}.png"] = figure_bytes(spec.figure, "png")
+        outputs[folder / "svg" / f"{fig_name}.svg"] = figure_bytes(spec.figure, "svg")
+    for sub, suffix in (("figures", ".png"), ("svg", ".svg"), ("tables", ".csv")):  # none left
+        # from an older run
+        for old in (folder / sub).glob(f"*{suffix}"):
+            if old not in outputs:
+                old.unlink()
+    for path, payload in outputs.items():
+        atomic_write_bytes(path, payload)
+    if resolved["tracking"]["enabled"]:
+        log_to_parents(
+            resolved, folder, results.metrics, [p for p in outputs if p.suffix == ".png"]
+        )
+    failed = results.summary["n_failed"]
+    notes = f", {len(stale)} stale records ignored" if stale else ""
+    notes += f", {len(missing)} jobs of the sweep missing" if missing else ""
+    print(f"{name}: {results.summary['n_jobs']} jobs, {failed} failed{notes} -> {folder}/")
+    return results.summary
+
+
+def log_to_parents(
+    resolved: Mapping[str, Any], folder: Path, metrics: Mapping[str, Any], figures: list[Path]
+) -> list[str]:
+    """Headline metrics, summary and figures on the newest parent run of each of the
+    study's sweeps; returns their ids."""
+    from widthlab.runtime.jobs import experiment_name, parent_runs
+    from widthlab.runtime.tracking import JobRun, client, numeric_metrics
+
+    uri = str(resolved["tracking"]["uri"])
+    mlflow_client = client(uri)
+    ids = list(parent_runs(uri, experiment_name(resolved)).values())
+    for run_id in ids:
+        run = JobRun(mlflow_client, run_id)
+        run.log_metrics(numeric_metrics(metrics))
+        run.log_artifact(folder / "summary.json")
+        run.log_artifact(folder / "metrics.json")
+        for path in figures:
+            run.log_artifact(path, "figures")
+    return ids

@@ -1,0 +1,344 @@
+"""Running one job of a study: check, measure, record, track. Edge code for `pipelines/`.
+
+A study config names the job kind it runs (`study.job`) and the config keys that identify
+a job within its sweep (`study.job_keys`). A job:
+
+1. is planned (`plan_job`): its key, record path, config hash (the data file's sha256
+   included) and code hash;
+2. takes an exclusive lock on its key, so two sweeps racing on one records folder compute
+   it once: the second finds the first one's record;
+3. with `resume: true`, is skipped (reported as cached, no MLflow run) when a finished
+   record exists for the same config and code;
+4. measures on `threads` CPU threads, logs an MLflow child run and writes its record
+   atomically (metrics first, record last: a job killed in between is simply recomputed).
+
+A job that raises (a NaN, a singular solve, a bug) does not stop the sweep: its record says
+`"status": "failed"` with the reason and its MLflow run is FAILED. Errors in what it was
+given (`runtime.errors.STOPPING_ERRORS`) stop everything at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import time
+import traceback
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from widthlab.runtime.datafiles import data_paths, file_digest
+from widthlab.runtime.devices import fixed_threads
+from widthlab.runtime.errors import STOPPING_ERRORS, ConfigError, DataFileError
+from widthlab.runtime.records import (
+    PRESENTATION_MODULES,
+    atomic_write_json,
+    code_hash,
+    config_hash,
+    job_key,
+    provenance,
+)
+from widthlab.runtime.schemas import validate_config
+from widthlab.runtime.study import Job, Study, load_study
+from widthlab.runtime.tracking import (
+    JobRun,
+    client,
+    close_stale_runs,
+    flatten,
+    job_run,
+    numeric_metrics,
+    short_run_name,
+)
+
+log = logging.getLogger(__name__)
+
+# Top-level keys that do not change a job's numbers (where results go, where they are
+# logged, how much memory may be used): left out of the config hash and the record.
+NON_RESULT_KEYS = ("hydra", "paths", "tracking", "resume", "max_memory_gb")
+# Set by `runtime.sweep.SweepCallback` for the progress lines of a multirun.
+SWEEP_SIZE_ENV = "WIDTHLAB_SWEEP_SIZE"
+SWEEP_START_ENV = "WIDTHLAB_SWEEP_START"
+
+_ACTIVE_RUN: ContextVar[JobRun | None] = ContextVar("widthlab_active_run", default=None)
+
+
+def active_run() -> JobRun | None:
+    """The MLflow run of the job being measured (None outside a job), for a measurement that
+    logs more than its final metrics (training curves)."""
+    return _ACTIVE_RUN.get()
+
+
+def kept_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved config less `NON_RESULT_KEYS`, with `profile` reduced to its name (its
+    sizes are already resolved into the groups that use them)."""
+    kept = {k: v for k, v in resolved.items() if k not in NON_RESULT_KEYS}
+    if isinstance(kept.get("profile"), Mapping):
+        kept["profile"] = {"name": kept["profile"].get("name")}
+    return kept
+
+
+@cache
+def study_code_hash(study_type: type) -> str:
+    files = [f for f in study_type.source_files() if f.name not in PRESENTATION_MODULES]
+    return code_hash(files)
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """Everything about a job that is known before it runs."""
+
+    kind: str
+    identity: dict[str, Any]
+    key: str
+    path: Path
+    config: dict[str, Any]  # kept_config, the data file's sha256 included
+    config_hash: str
+    code_hash: str
+    data: tuple[str, Path, str] | None  # (name, npz path, sha256) when the job reads data
+
+
+def plan_job(resolved: Mapping[str, Any], study: Study) -> JobPlan:
+    """The plan of one job from its resolved, validated config."""
+    s = resolved["study"]
+    kind = s["job"]
+    node = OmegaConf.create(resolved)
+    identity = {k: OmegaConf.select(node, k) for k in s["job_keys"]}
+    key = job_key(identity)
+    path = Path(resolved["paths"]["results_dir"]) / s["name"] / "records" / kind / f"{key}.json"
+    config = kept_config(resolved)
+    data = None
+    if "data" in study.job(kind).groups:
+        name = resolved["data"]["name"]
+        npz, _ = data_paths(name, resolved["paths"]["data_dir"])
+        if not npz.is_file():
+            profile = (resolved.get("profile") or {}).get("name")
+            command = f"python pipelines/data.py data={name}" + (
+                f" profile={profile}" if profile else ""
+            )
+            raise DataFileError(
+                f"data set {name!r} not found in {npz.parent}/: make it with `{command}`"
+            )
+        data = (name, npz, file_digest(npz))
+        config["data_sha256"] = data[2]
+    return JobPlan(
+        kind, identity, key, path, config, config_hash(config), study_code_hash(type(study)), data
+    )
+
+
+def cached_record(plan: JobPlan) -> dict[str, Any] | None:
+    """The finished record of `plan`'s job made from the same config by the same code."""
+    import json
+
+    try:
+        record = json.loads(plan.path.read_text())
+    except (OSError, ValueError):
+        return None  # absent, or unreadable: recompute
+    if not isinstance(record, dict):
+        return None
+    same = (
+        record.get("config_hash") == plan.config_hash and record.get("code_hash") == plan.code_hash
+    )
+    return record if record.get("status") == "ok" and same else None
+
+
+def in_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:  # no Hydra run at all (a test calling run_job directly)
+        return False
+
+
+def progress_line(study: str, key: str, shown: str, seconds: float, how: str) -> str:
+    """`[k/N] study key: metric (time, run|cached), ~ETA left` for one finished job.
+
+    k is Hydra's job number; N and the sweep's start come from the environment set by the
+    sweep callback. The estimate assumes the remaining jobs take as long on average as the
+    finished ones (optimistic for sweeps that grow their widths, and per worker under
+    parallel launchers).
+    """
+    total = int(os.environ.get(SWEEP_SIZE_ENV, "0") or 0)
+    started = float(os.environ.get(SWEEP_START_ENV, "0") or 0)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        k = int(HydraConfig.get().job.num) + 1
+    except Exception:  # a single run, or no Hydra at all
+        k = 0
+    text = f"{study} {key}:{shown} ({seconds:.2f} s, {how})"
+    if not (total and k and started):
+        return text
+    eta = (time.time() - started) / k * max(total - k, 0)
+    return f"[{k}/{total}] {text}, ~{eta / 60:.1f} min left"
+
+
+def run_job(cfg: DictConfig) -> dict[str, Any]:
+    """Check and run the job `cfg` describes (`pipelines/run.py`); returns its record.
+
+    Outside a multirun everything checkable is checked first (`runtime.preflight`); inside
+    one the sweep callback has checked every job before the first started.
+    """
+    from widthlab.runtime.preflight import preflight
+
+    study = load_study(OmegaConf.select(cfg, "study._target_", default=None))
+    kind = OmegaConf.select(cfg, "study.job", default=None)
+    resolved = validate_config(cfg, study.job(kind).groups, study)
+    if not in_multirun():
+        preflight([resolved], study, writes=("results",))
+    return run_study_job(cfg, study, resolved)
+
+
+def _params(resolved: Mapping[str, Any], job: Job) -> dict[str, Any]:
+    """The config a job reads, as dotted MLflow params: its groups, the root settings and
+    the profile's name (its sizes are resolved into the groups)."""
+    groups = {g: resolved.get(g) for g in (*job.groups, "study") if resolved.get(g) is not None}
+    root = {k: resolved[k] for k in ("seed", "device", "threads") if k in resolved}
+    profile = {"profile": {"name": (resolved.get("profile") or {}).get("name")}}
+    return flatten({**groups, **root, **profile})
+
+
+def run_study_job(cfg: DictConfig, study: Study, resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """Plan, lock, measure, record and track one job (module docstring); returns the record."""
+    from filelock import FileLock
+
+    plan = plan_job(resolved, study)
+    job = study.job(plan.kind)
+    name = resolved["study"]["name"]
+    tracking = resolved["tracking"]
+    lock_path = plan.path.parent.parent / ".locks" / plan.kind / f"{plan.key}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(lock_path):
+        if resolved["resume"]:
+            cached = cached_record(plan)
+            if cached is not None:
+                if tracking["enabled"]:
+                    from widthlab.runtime.tracking import ensure_experiment
+
+                    uri = str(tracking["uri"])
+                    experiment = ensure_experiment(uri, experiment_name(resolved), study.question)
+                    close_stale_runs(uri, experiment, plan.key, "FINISHED")
+                log.info(
+                    progress_line(
+                        name,
+                        plan.key,
+                        _shown(job, cached["metrics"]),
+                        cached["timing"]["seconds"],
+                        "cached",
+                    )
+                )
+                return cached
+        return _compute(cfg, study, job, plan, resolved)
+
+
+def experiment_name(resolved: Mapping[str, Any]) -> str:
+    """`tracking.experiment`, else the study's name."""
+    return str(resolved["tracking"].get("experiment") or resolved["study"]["name"])
+
+
+def _shown(job: Job, metrics: Mapping[str, Any]) -> str:
+    value = metrics.get(job.headline) if job.headline else None
+    return f" {job.headline}={value:.4g}" if isinstance(value, int | float) else ""
+
+
+def _compute(cfg, study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "study": resolved["study"]["name"],
+        "job_kind": plan.kind,
+        "key": plan.key,
+        "job": plan.identity,
+        "config_hash": plan.config_hash,
+        "code_hash": plan.code_hash,
+        "config": plan.config,
+        "provenance": provenance(),
+        "memory": {"estimate_mb": round(job.peak_memory(resolved) / 2**20, 1)},
+    }
+    tags = {
+        "widthlab.key": plan.key,
+        "widthlab.study": record["study"],
+        "widthlab.job": plan.kind,
+        "widthlab.profile": str(plan.config.get("profile", {}).get("name")),
+        "widthlab.stage": record["study"],
+    }
+    start = time.perf_counter()
+    run_name = short_run_name(plan.identity)
+    with (
+        job_run(
+            resolved["tracking"],
+            experiment_name(resolved),
+            study.question,
+            run_name,
+            tags,
+            _params(resolved, job),
+        ) as run,
+        fixed_threads(int(resolved["threads"])),
+    ):
+        if plan.data is not None:
+            run.log_dataset(*plan.data)
+        token = _ACTIVE_RUN.set(run)
+        try:
+            metrics = dict(job.measure(cfg))
+        except STOPPING_ERRORS:
+            raise  # every job of the sweep would fail the same way: stop it now
+        except Exception as exc:  # one failed cell must not stop the sweep
+            log.error("job %s failed:\n%s", plan.key, traceback.format_exc())
+            record.update(status="failed", reason=f"{type(exc).__name__}: {exc}", metrics={})
+            record["timing"] = _timing(start)
+            run.mark_failed(record["reason"])
+            atomic_write_json(plan.path, record)
+            log.info(
+                progress_line(
+                    record["study"], plan.key, " FAILED", record["timing"]["seconds"], "run"
+                )
+            )
+            return record
+        finally:
+            _ACTIVE_RUN.reset(token)
+        record.update(status="ok", metrics=metrics, timing=_timing(start))
+        run.log_metrics({**numeric_metrics(metrics), "seconds": record["timing"]["seconds"]})
+    atomic_write_json(plan.path, record)
+    log.info(
+        progress_line(
+            record["study"], plan.key, _shown(job, metrics), record["timing"]["seconds"], "run"
+        )
+    )
+    return record
+
+
+def _timing(start: float) -> dict[str, float]:
+    # ru_maxrss is the process's peak so far (KiB on Linux): the job's own peak when the job
+    # runs alone in its process, an upper bound on it otherwise.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": time.perf_counter() - start, "process_peak_rss_mb": round(peak, 1)}
+
+
+def job_identity(cfg: DictConfig) -> dict[str, Any]:
+    """{key: value} for every key in `study.job_keys`."""
+    keys = OmegaConf.select(cfg, "study.job_keys")
+    if not keys:
+        raise ConfigError("study.job_keys", keys, "a non-empty list of config keys")
+    return {key: OmegaConf.select(cfg, key, throw_on_missing=True) for key in keys}
+
+
+def parent_runs(uri: str, experiment: str) -> dict[str, str]:
+    """{sweep config: id of its newest finished parent run} in an experiment."""
+    mlflow_client = client(uri)
+    exp = mlflow_client.get_experiment_by_name(experiment)
+    if exp is None:
+        return {}
+    runs = mlflow_client.search_runs(
+        [exp.experiment_id],
+        "tags.`widthlab.role` = 'sweep' and attributes.status = 'FINISHED'",
+        order_by=["start_time DESC"],
+    )
+    newest: dict[str, str] = {}
+    for run in runs:
+        newest.setdefault(run.data.tags.get("widthlab.sweep", ""), run.info.run_id)
+    return newest

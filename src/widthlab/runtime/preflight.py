@@ -1,0 +1,177 @@
+"""One pre-flight: everything checkable is checked before the first job and any MLflow run.
+
+`preflight(configs, study)` takes the resolved, schema-checked config of every job of a
+sweep (one for a single run) and checks, stopping at the first problem with one line:
+
+- paths: the folders it writes (results, reports) exist or can be made, are folders and
+  are writable; the data folder is a folder;
+- targets: every `_target_` imports and is of the right kind (`model._target_` an
+  `nn.Module`, `train.trainer._target_` a Lightning `Trainer`);
+- data files: each distinct data set the jobs read exists, its card is well formed, its
+  arrays match their checksums, and it was made with the settings the jobs ask for;
+- memory: every job's estimated peak (its study's formula) fits in `max_memory_gb`, or in
+  the memory available now;
+- tracking: the URI's scheme is one MLflow stores take, and a server answers within a few
+  seconds (no 250-second retry loop).
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from widthlab.runtime.errors import BadFile, ConfigError, ResourceError
+
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql", "databricks")
+SERVER_TIMEOUT_S = 5.0
+
+
+def check_writable_dir(key: str, value: str) -> None:
+    """`value` is a folder that exists and is writable, or can be created."""
+    path = Path(value)
+    if path.exists():
+        if not path.is_dir():
+            raise BadFile(path, f"{key} must be a folder, but this is a file")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise BadFile(path, f"{key} is not writable")
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BadFile(parent, f"{key}={value} cannot be created: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BadFile(parent, f"{key}={value} cannot be created here: not writable")
+
+
+def check_paths(paths: Mapping[str, Any], writes: Iterable[str]) -> None:
+    for name in writes:
+        check_writable_dir(f"paths.{name}_dir", str(paths[f"{name}_dir"]))
+    data = Path(str(paths["data_dir"]))
+    if data.exists() and not data.is_dir():
+        raise BadFile(data, "paths.data_dir must be a folder, but this is a file")
+
+
+def _import_target(key: str, target: str, base: type, kind: str) -> None:
+    from hydra.utils import get_class
+
+    try:
+        cls = get_class(target)
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        raise ConfigError(key, target, f"an importable {kind} ({type(cause).__name__})") from None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ConfigError(key, target, f"a subclass of {base.__module__}.{base.__qualname__}")
+
+
+def check_targets(resolved: Mapping[str, Any], groups: Iterable[str]) -> None:
+    groups = set(groups)
+    model = resolved.get("model") or {}
+    if "model" in groups and "_target_" in model:
+        from torch import nn
+
+        _import_target("model._target_", model["_target_"], nn.Module, "network class")
+    train = resolved.get("train") or {}
+    if "train" in groups and "_target_" in (train.get("trainer") or {}):
+        import pytorch_lightning as pl
+
+        _import_target(
+            "train.trainer._target_", train["trainer"]["_target_"], pl.Trainer, "Lightning Trainer"
+        )
+
+
+def check_data(configs: Iterable[Mapping[str, Any]]) -> None:
+    """Each distinct data set the jobs read: present, intact, made with their settings."""
+    from widthlab.runtime.datafiles import load_dataset
+
+    seen = set()
+    for cfg in configs:
+        data = cfg["data"]
+        marker = (data["name"], repr(sorted(data.items())), cfg["paths"]["data_dir"])
+        if marker in seen:
+            continue
+        seen.add(marker)
+        profile = (cfg.get("profile") or {}).get("name")
+        load_dataset(data["name"], cfg["paths"]["data_dir"], expected=data, profile=profile)
+
+
+def available_memory() -> int:
+    """Bytes the system can give a new allocation now (MemAvailable)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check_memory(configs: list[Mapping[str, Any]], estimate, keys: list[str]) -> None:
+    """Refuse the sweep when a job's estimated peak exceeds the limit, naming the job."""
+    limit_gb = configs[0].get("max_memory_gb")
+    limit = int(limit_gb * 2**30) if limit_gb else available_memory()
+    source = f"max_memory_gb={limit_gb}" if limit_gb else "the memory available now"
+    for cfg, key in zip(configs, keys, strict=True):
+        need = float(estimate(cfg))
+        if need > limit:
+            raise ResourceError(
+                f"job `{key}` needs about {need / 2**30:.1f} GiB (estimated peak), more than "
+                f"the {limit / 2**30:.1f} GiB of {source}: choose a smaller size, or set "
+                "max_memory_gb if this machine has more to give"
+            )
+
+
+def check_tracking(tracking: Mapping[str, Any]) -> None:
+    """The tracking URI is one MLflow stores take and, for a server, answers quickly."""
+    if not tracking.get("enabled"):
+        return
+    uri = str(tracking.get("uri"))
+    allowed = (
+        "sqlite:///<path>, http(s)://<host>:<port> of an MLflow server, or a "
+        f"database URI ({', '.join(DATABASE_SCHEMES)})"
+    )
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    base = scheme.split("+", 1)[0]
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if path.exists() and not path.is_file():
+            raise BadFile(path, "tracking.uri points at a folder, not a SQLite file")
+        check_writable_dir("tracking.uri's folder", str(path.parent))
+    elif base in ("http", "https"):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_S):
+                pass
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            allowed = f"a reachable MLflow server (got: {reason})"
+            raise ConfigError("tracking.uri", uri, allowed) from None
+    elif base not in DATABASE_SCHEMES:
+        raise ConfigError("tracking.uri", uri, allowed)
+
+
+def preflight(
+    configs: list[Mapping[str, Any]],
+    study: Any,
+    keys: list[str] | None = None,
+    writes: Iterable[str] = ("results",),
+) -> None:
+    """Run every check of the module docstring over the jobs' resolved configs."""
+    first = configs[0]
+    check_paths(first["paths"], writes)
+    jobs = [study.job(cfg["study"]["job"]) for cfg in configs]
+    kinds = {cfg["study"]["job"]: job for cfg, job in zip(configs, jobs, strict=True)}
+    for cfg, job in zip(configs[:1], jobs[:1], strict=True):
+        check_targets(cfg, job.groups)
+    if any("data" in job.groups for job in kinds.values()):
+        check_data(c for c, j in zip(configs, jobs, strict=True) if "data" in j.groups)
+    if keys is None:
+        from omegaconf import OmegaConf
+
+        from widthlab.runtime.records import job_key
+
+        keys = []
+        for cfg in configs:
+            node = OmegaConf.create(cfg)
+            keys.append(job_key({k: OmegaConf.select(node, k) for k in cfg["study"]["job_keys"]}))
+    check_memory(configs, lambda cfg: study.job(cfg["study"]["job"]).peak_memory(cfg), keys)
+    check_tracking(first["tracking"])

@@ -1,0 +1,247 @@
+"""Job records: one small JSON file per job at a fixed path, written atomically.
+
+A record holds what the job measured, the values that identify it within its sweep, a hash
+of the resolved config that affects results (the data file's digest included), a hash of
+the code that computed it, and where it came from (git commit, package versions). Paths
+never contain timestamps: `<results_dir>/<study>/records/<job>/<key>.json` with `key` built
+from the swept values (`model.depth=2,model.width=1024,seed=3`). Writing goes to a temporary
+file in the same folder that is then renamed into place, so a killed job leaves the old
+record or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from widthlab.runtime.errors import BadFile
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> None:
+    """Write `payload` to `path` through a temporary file renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON types; non-finite floats become null (strict JSON readers reject NaN)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return jsonable(obj.item())
+    return obj
+
+
+def json_text(obj: Any) -> str:
+    """Sorted, indented, strict JSON with a final newline."""
+    return json.dumps(jsonable(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write `obj` as sorted, indented, strict JSON, atomically."""
+    atomic_write_bytes(path, json_text(obj).encode())
+
+
+def job_key(values: Mapping[str, Any]) -> str:
+    """A file-name-safe key from the values that identify a job, in Hydra's override style:
+    `model.width=1024,seed=3`, sorted by key; characters other than letters, digits and
+    `=._-+,` become `-`."""
+    text = ",".join(f"{name}={value}" for name, value in sorted(values.items()))
+    return "".join(c if c.isalnum() or c in "=._-+," else "-" for c in text)
+
+
+def config_hash(resolved: Mapping[str, Any]) -> str:
+    """sha256 (first 16 hex digits) of a resolved config."""
+    blob = json.dumps(jsonable(resolved), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+PACKAGE = Path(__file__).resolve().parents[1]
+# Library modules whose edits cannot change a record's numbers.
+_NOT_RESULT_MODULES = {"plotting.py"}
+# The run-time modules that can: how a network is trained and how data files are read.
+_RESULT_RUNTIME = {"training.py", "datafiles.py"}
+# A study's modules that only present its records.
+PRESENTATION_MODULES = {"summary.py", "figures.py", "report.py"}
+
+
+def result_code_files(study_files: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    """The files whose code computes a record: the library's maths, the run-time modules that
+    train and read data, and the study's own job modules (`study_files`)."""
+    files = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        part = path.relative_to(PACKAGE).parts
+        if part[0] == "studies" or path.name in _NOT_RESULT_MODULES:
+            continue
+        if part[0] == "runtime" and path.name not in _RESULT_RUNTIME:
+            continue
+        files.append(path)
+    return files + sorted(Path(f).resolve() for f in study_files)
+
+
+def code_hash(study_files: Iterable[str | os.PathLike[str]] = ()) -> str:
+    """sha256 (first 16 hex digits) of `result_code_files`: a record computed by other code
+    is not reused when a sweep resumes; editing a figure or another study is harmless."""
+    digest = hashlib.sha256()
+    for path in result_code_files(study_files):
+        name = path.relative_to(PACKAGE) if path.is_relative_to(PACKAGE) else path.name
+        digest.update(f"{name}\0".encode())
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- sweep manifests
+SWEEPS_FOLDER = "sweeps"
+
+
+def write_sweep_manifest(
+    records_dir: str | os.PathLike[str], name: str, job: str, keys: list[str] | None
+) -> Path:
+    """`<records_dir>/sweeps/<name>.json`: the job keys of the latest sweep of the study
+    config `name` (None: a sweep whose jobs could not be listed)."""
+    path = Path(records_dir) / SWEEPS_FOLDER / f"{name.replace('/', '.')}.json"
+    listed = None if keys is None else sorted(keys)
+    atomic_write_json(path, {"sweep": name, "job": job, "keys": listed})
+    return path
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file, or `BadFile` naming it and what is wrong."""
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise BadFile(path, f"unreadable {what} ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise BadFile(path, f"not valid JSON, so not a {what} ({exc})") from None
+
+
+def current_job_keys(records_dir: str | os.PathLike[str]) -> dict[str, set[str] | None]:
+    """{job: union of the keys of that job's latest sweeps} from the manifests; a job with a
+    manifest that could not list its jobs maps to None (every record of it counts)."""
+    folder = Path(records_dir) / SWEEPS_FOLDER
+    out: dict[str, set[str] | None] = {}
+    for path in sorted(folder.glob("[!.]*.json")) if folder.is_dir() else []:
+        manifest = read_json(path, "sweep manifest")
+        keys = manifest.get("keys") if isinstance(manifest, dict) else "bad"
+        job = manifest.get("job") if isinstance(manifest, dict) else None
+        if not isinstance(job, str) or not (keys is None or isinstance(keys, list)):
+            raise BadFile(path, "not a sweep manifest (expected {sweep, job, keys})")
+        if keys is None or out.get(job, set()) is None:
+            out[job] = None
+        else:
+            out[job] = out.get(job, set()) | {str(k) for k in keys}
+    return out
+
+
+# --------------------------------------------------------------------------- provenance
+SOURCE_PATHS = ("src", "conf", "pipelines", "pyproject.toml")
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], capture_output=True, text=True, check=True, timeout=10
+    ).stdout.strip()
+
+
+@cache
+def git_commit() -> str:
+    """The commit of the working tree, with "+dirty" when tracked source or configuration
+    (`SOURCE_PATHS`) has uncommitted changes — not when only results or `dvc.lock` do —
+    or "unknown" outside a git checkout."""
+    try:
+        sha = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no", "--", *SOURCE_PATHS)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")
+
+
+@cache
+def source_commit() -> dict[str, str]:
+    """The newest commit that changed the source or configuration, and its date (ISO): what
+    produced the results, stable across commits that only add results."""
+    try:
+        sha, date = _git("log", "-1", "--format=%H %cs", "--", *SOURCE_PATHS).split()
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return {"commit": "unknown", "date": "unknown"}
+    return {"commit": sha, "date": date}
+
+
+def provenance() -> dict[str, Any]:
+    """Where a record came from: git commit and the versions that can change its numbers."""
+    versions = {}
+    for package in ("widthlab", "torch", "numpy", "scipy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"git_commit": git_commit(), "python": platform.python_version(), **versions}
+
+
+# --------------------------------------------------------------------------- reading records
+def check_record(record: Any, path: Path) -> dict[str, Any]:
+    """A record read back, or `BadFile` saying what it lacks."""
+    if not isinstance(record, dict):
+        raise BadFile(path, f"a record must be a JSON object, found {type(record).__name__}")
+    for key, kind in (("key", str), ("status", str), ("job", dict)):
+        if not isinstance(record.get(key), kind):
+            raise BadFile(path, f"not a job record: {key!r} is missing or not a {kind.__name__}")
+    if record["status"] not in ("ok", "failed"):
+        raise BadFile(path, f"status {record['status']!r} is neither 'ok' nor 'failed'")
+    metrics = record.get("metrics", {})
+    if not isinstance(metrics, dict):
+        raise BadFile(path, "its 'metrics' is not a mapping")
+    if record["status"] == "ok":
+        _check_numbers(metrics, path, "metrics")
+    return record
+
+
+def _check_numbers(node: Mapping[str, Any], path: Path, where: str) -> None:
+    for key, value in node.items():
+        if isinstance(value, Mapping):
+            _check_numbers(value, path, f"{where}.{key}")
+        elif isinstance(value, str):
+            raise BadFile(path, f"{where}.{key} = {value!r} is text, not a number")
+
+
+def read_records(folder: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
+    """{job: its records} from `<folder>/<job>/*.json`, sorted by file name; temporary and
+    lock files are skipped; an unusable file raises `BadFile` naming it."""
+    folder = Path(folder)
+    out: dict[str, list[dict[str, Any]]] = {}
+    if not folder.is_dir():
+        return out
+    for job_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if job_dir.name.startswith(".") or job_dir.name == SWEEPS_FOLDER:
+            continue
+        paths = sorted(job_dir.glob("[!.]*.json"))
+        out[job_dir.name] = [check_record(read_json(p, "job record"), p) for p in paths]
+    return out

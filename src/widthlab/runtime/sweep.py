@@ -1,0 +1,340 @@
+"""The Hydra callback of every multirun: plan and check every job, then one MLflow parent.
+
+`SweepCallback` (registered in conf/config.yaml) runs in the launching process before any
+job starts:
+
+1. composes every job's config (the sweeper's own expansion of the overrides: ranges,
+   choices, config-group sweeps), checks each against the schemas and its study's checks,
+   refuses an empty sweep, and runs the pre-flight (`runtime.preflight`) over all of them:
+   a bad value, data file, path, target, tracking URI or memory estimate stops the sweep
+   with one line before anything is written or logged;
+2. writes the sweep's manifest (`records/sweeps/<study config>.json`: its job keys), so the
+   aggregate counts exactly the jobs of each study config's latest sweep;
+3. creates the sweep's parent run — or, when every job is already cached, reuses the newest
+   parent of the same sweep — and hands its id to the jobs through the environment, which
+   every launcher passes on. A parent that ends with no child (a racing identical sweep
+   computed them all) is deleted rather than left empty.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from widthlab.runtime.errors import STOPPING_ERRORS, ConfigError
+
+log = logging.getLogger(__name__)
+
+try:  # Hydra is a dependency, but keep the module importable without it.
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover
+    Callback = object  # type: ignore[assignment,misc]
+
+
+def sweep_overrides(config: DictConfig) -> list[str]:
+    """The multirun's overrides: the sweeper's params, then the command line's."""
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    lines = [f"{k}={v}" for k, v in params.items()]
+    return lines + list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
+
+
+def job_overrides(config: DictConfig) -> list[list[str]]:
+    """Every job's override list, as Hydra's basic sweeper expands them."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(sweep_overrides(config))
+    for override in parsed:
+        if override.is_sweep_override() and not list(override.sweep_string_iterator()):
+            shown = override.input_line.partition("=")[2]
+            raise ConfigError(override.key_or_group, shown, "a sweep with at least one value")
+    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    return [list(job) for batch in batches for job in batch]
+
+
+def compose_jobs(config: DictConfig) -> list[DictConfig]:
+    """Every job's config. The multirun's config already has every fixed override applied;
+    each job's swept values are applied to a copy of it (fast), unless the sweep runs over a
+    config group, whose jobs Hydra composes itself."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    swept = set(swept_values(config))
+    task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+    groups = set(OmegaConf.select(config, "hydra.runtime.choices", default={}) or {})
+    jobs = []
+    for overrides in job_overrides(config):
+        parsed = [o for o in parser.parse_overrides(overrides) if o.key_or_group in swept]
+        if any(o.key_or_group in groups or o.is_add() or o.is_delete() for o in parsed):
+            from hydra.core.global_hydra import GlobalHydra
+
+            loader = GlobalHydra.instance().config_loader()
+            composed = loader.load_sweep_config(config, overrides)
+            jobs.append(OmegaConf.masked_copy(composed, [k for k in composed if k != "hydra"]))
+            continue
+        job = copy.deepcopy(task)
+        for o in parsed:
+            OmegaConf.update(job, o.key_or_group, o.value(), merge=False, force_add=True)
+        jobs.append(job)
+    return jobs
+
+
+def swept_values(config: DictConfig) -> dict[str, list[str]]:
+    """{key: [values]} of every override that sweeps (what varies between the jobs)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(sweep_overrides(config))
+    return {
+        o.key_or_group: list(o.sweep_string_iterator()) for o in parsed if o.is_sweep_override()
+    }
+
+
+def sweep_definition(config: DictConfig) -> dict[str, list[str]]:
+    """{key: [values]} of the sweeper's params (one value or several) and of the command
+    line's sweeps: the sweep as its config defines it, resolved."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    parser = OverridesParser.create()
+    out = {}
+    for o in parser.parse_overrides([f"{k}={v}" for k, v in params.items()]):
+        out[o.key_or_group] = (
+            list(o.sweep_string_iterator())
+            if o.is_sweep_override()
+            else [o.get_value_element_as_str()]
+        )
+    return {**out, **swept_values(config)}
+
+
+@dataclass
+class SweepPlan:
+    """The checked jobs of one multirun."""
+
+    study: Any
+    sweep: str  # the study config's name (`study=<sweep>`)
+    resolved: list[dict[str, Any]]
+    plans: list[Any]
+    cached: list[bool]
+    definition: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        blob = json.dumps(sorted((p.key, p.config_hash) for p in self.plans)).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def plan_sweep(config: DictConfig) -> SweepPlan:
+    """Compose, check and pre-flight every job of the multirun `config`."""
+    from widthlab.runtime.jobs import cached_record, plan_job
+    from widthlab.runtime.preflight import preflight
+    from widthlab.runtime.schemas import validate_config
+    from widthlab.runtime.study import load_study
+
+    jobs = compose_jobs(config)
+    studies: dict[str, Any] = {}
+    resolved = []
+    for job in jobs:
+        target = OmegaConf.select(job, "study._target_", default=None)
+        if target not in studies:
+            studies[target] = load_study(target)
+        study = studies[target]
+        kind = OmegaConf.select(job, "study.job", default=None)
+        resolved.append(validate_config(job, study.job(kind).groups, study))
+    if len(studies) != 1:
+        raise ConfigError("study", sorted(studies), "one study per sweep")
+    study = next(iter(studies.values()))
+    plans = [plan_job(r, study) for r in resolved]
+    keys = [p.key for p in plans]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(
+            "study.job_keys",
+            resolved[0]["study"]["job_keys"],
+            "keys that tell the sweep's jobs apart (two jobs share a key)",
+        )
+    preflight(resolved, study, keys=keys)
+    for warning in study.sweep_warnings(resolved):
+        log.warning(warning)
+    cached = [
+        r["resume"] and cached_record(p) is not None for r, p in zip(resolved, plans, strict=True)
+    ]
+    choices = OmegaConf.select(config, "hydra.runtime.choices", default={}) or {}
+    sweep = str(choices.get("study") or resolved[0]["study"]["name"])
+    definition = sweep_definition(config)
+    return SweepPlan(study, sweep, resolved, plans, cached, definition)
+
+
+class SweepCallback(Callback):
+    """Plans and checks every job, writes the manifest, opens the parent run (module doc)."""
+
+    def __init__(self) -> None:
+        self.client: Any | None = None
+        self.parent_id: str | None = None
+        self.created = False
+        self.previous_env: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if OmegaConf.select(config, "study._target_", default=None) is None:
+            # Not a study (pipelines/data.py -m ...): its jobs check themselves; the sweep
+            # still gets its parent run.
+            self._open_plain_parent(config)
+            return
+        try:
+            plan = plan_sweep(config)
+        except STOPPING_ERRORS as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        log.info("checked %d jobs (%d cached)", len(plan.plans), sum(plan.cached))
+        self._write_manifest(plan)
+        os.environ["WIDTHLAB_SWEEP_SIZE"] = str(len(plan.plans))
+        os.environ["WIDTHLAB_SWEEP_START"] = repr(time.time())
+        tracking = plan.resolved[0]["tracking"]
+        if tracking["enabled"]:
+            self._open_parent(plan, str(tracking["uri"]))
+
+    @staticmethod
+    def _write_manifest(plan: SweepPlan) -> None:
+        from pathlib import Path
+
+        from widthlab.runtime.records import write_sweep_manifest
+
+        first = plan.resolved[0]
+        records = Path(first["paths"]["results_dir"]) / first["study"]["name"] / "records"
+        write_sweep_manifest(
+            records, plan.sweep, first["study"]["job"], [p.key for p in plan.plans]
+        )
+
+    def _open_parent(self, plan: SweepPlan, uri: str) -> None:
+        from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+
+        from widthlab.runtime.jobs import experiment_name
+        from widthlab.runtime.tracking import client, ensure_experiment, flatten
+
+        first = plan.resolved[0]
+        experiment_id = ensure_experiment(uri, experiment_name(first), plan.study.question)
+        self.client = client(uri)
+        profile = (first.get("profile") or {}).get("name")
+        if all(plan.cached):
+            reusable = self.client.search_runs(
+                [experiment_id],
+                f"tags.`widthlab.sweep_digest` = '{plan.digest}' "
+                "and attributes.status = 'FINISHED'",
+                order_by=["start_time DESC"],
+                max_results=1,
+            )
+            if reusable:
+                self.parent_id = reusable[0].info.run_id
+                log.info("every job is cached: reusing MLflow parent run %s", self.parent_id)
+                self._export(self.parent_id)
+                return
+        # The same sweep killed earlier (SIGKILL: no exit handler ran) left its parent
+        # RUNNING; this rerun is its continuation, so close that one as KILLED.
+        for old in self.client.search_runs(
+            [experiment_id],
+            f"tags.`widthlab.sweep_digest` = '{plan.digest}' and attributes.status = 'RUNNING'",
+        ):
+            self.client.set_terminated(old.info.run_id, status="KILLED")
+        name = f"{plan.sweep} · {profile}"
+        tags = {
+            MLFLOW_RUN_NAME: name,
+            "widthlab.role": "sweep",
+            "widthlab.sweep": plan.sweep,
+            "widthlab.sweep_digest": plan.digest,
+            "widthlab.study": first["study"]["name"],
+            "widthlab.stage": first["study"]["name"],
+            "widthlab.profile": str(profile),
+            "widthlab.job_count": str(len(plan.plans)),
+        }
+        from mlflow.tracking.context.registry import resolve_tags
+
+        run = self.client.create_run(experiment_id, run_name=name, tags=resolve_tags(tags))
+        self.parent_id, self.created = run.info.run_id, True
+        from widthlab.runtime.tracking import JobRun
+
+        fixed = {
+            k: v for k, v in flatten({"study": first["study"]}).items() if k not in plan.definition
+        }
+        swept = {k: "[" + ", ".join(v) + "]" for k, v in plan.definition.items()}
+        JobRun(self.client, self.parent_id).log_params({**fixed, **swept, "profile": profile})
+        # A sweep stopped early (a bad data file, Ctrl-C) never reaches on_multirun_end;
+        # its parent run must not stay RUNNING forever.
+        import atexit
+
+        atexit.register(self._end_parent, "KILLED")
+        self._export(self.parent_id)
+        log.info("MLflow parent run %s (%s) in %s", self.parent_id, name, uri)
+
+    def _open_plain_parent(self, config: DictConfig) -> None:
+        from mlflow.tracking.context.registry import resolve_tags
+        from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+
+        from widthlab.runtime.preflight import check_tracking
+        from widthlab.runtime.tracking import JobRun, client, ensure_experiment
+
+        tracking = OmegaConf.to_container(config.tracking, resolve=True)
+        if not tracking.get("enabled"):
+            return
+        try:
+            check_tracking(tracking)
+        except STOPPING_ERRORS as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        job = str(OmegaConf.select(config, "hydra.job.name", default="sweep"))
+        uri = str(tracking["uri"])
+        experiment_id = ensure_experiment(uri, tracking.get("experiment") or job)
+        self.client = client(uri)
+        profile = OmegaConf.select(config, "profile.name", default=None)
+        name = f"{job} · {profile}"
+        tags = {
+            MLFLOW_RUN_NAME: name,
+            "widthlab.role": "sweep",
+            "widthlab.sweep": job,
+            "widthlab.stage": job,
+            "widthlab.profile": str(profile),
+        }
+        run = self.client.create_run(experiment_id, run_name=name, tags=resolve_tags(tags))
+        self.parent_id, self.created = run.info.run_id, True
+        swept = {k: "[" + ", ".join(v) + "]" for k, v in swept_values(config).items()}
+        JobRun(self.client, self.parent_id).log_params({**swept, "profile": profile})
+        import atexit
+
+        atexit.register(self._end_parent, "KILLED")
+        self._export(self.parent_id)
+
+    def _export(self, run_id: str) -> None:
+        from widthlab.runtime.tracking import PARENT_ENV
+
+        self.previous_env = os.environ.get(PARENT_ENV)
+        os.environ[PARENT_ENV] = run_id
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._end_parent("FINISHED")
+
+    def _end_parent(self, status: str) -> None:
+        from widthlab.runtime.tracking import PARENT_ENV
+
+        if self.parent_id is None:
+            return
+        if self.created:
+            self.client.set_terminated(self.parent_id, status=status)
+            children = self.client.search_runs(
+                [self.client.get_run(self.parent_id).info.experiment_id],
+                f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
+                max_results=1,
+            )
+            if status == "FINISHED" and not children:
+                self.client.delete_run(self.parent_id)  # every job was computed elsewhere
+        if self.previous_env is None:
+            os.environ.pop(PARENT_ENV, None)
+        else:
+            os.environ[PARENT_ENV] = self.previous_env
+        self.parent_id = None

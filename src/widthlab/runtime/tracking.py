@@ -1,0 +1,233 @@
+"""MLflow tracking: one experiment per study, a parent run per sweep, a child run per job.
+
+Every call goes through an explicit `MlflowClient(uri)` (no global MLflow state), with the
+URI from the config (`tracking.uri`: an embedded SQLite file by default, a server by
+setting it or `MLFLOW_TRACKING_URI`); `tracking.enabled: false` makes everything a no-op.
+
+- Experiments carry the study's question as their description (`mlflow.note.content`).
+- A sweep's parent run (`runtime.sweep`) is named `<study config> · <profile>`, holds the
+  resolved sweep definition as params and, after `aggregate`, the study's headline metrics,
+  summary and figures. A rerun whose every job is cached reuses the newest parent of the
+  same sweep instead of adding an empty one.
+- A job's child run has MLflow's own context tags (source, git commit, user), a short name
+  that leads with values (`w=1024 d=2 s=3`), the config groups the job reads as dotted
+  params (nothing it does not use), its data file as a dataset input (`log_inputs`, digest =
+  the file's sha256 cut to the 36 characters the store keeps), its metrics, and ends
+  FINISHED, or FAILED with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PARENT_ENV = "WIDTHLAB_MLFLOW_PARENT_RUN_ID"
+DIGEST_LENGTH = 36  # MLflow's datasets.digest column
+
+
+def client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+@contextmanager
+def store_creation_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock (`filelock`) beside a SQLite store while it may be created: several
+    processes creating a brand-new SQLite file at once race on its tables and some fail;
+    once the tables exist, concurrent writers are fine. Other stores need no lock."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    from filelock import FileLock
+
+    lock_path = Path(uri.removeprefix("sqlite:///") + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(lock_path):
+        yield
+
+
+def ensure_experiment(uri: str, name: str, description: str = "") -> str:
+    """The id of experiment `name` (created with the store if need be), described."""
+    with store_creation_lock(uri):
+        mlflow_client = client(uri)
+        exp = mlflow_client.get_experiment_by_name(name)
+        if exp is None:
+            tags = {"mlflow.note.content": description} if description else None
+            return mlflow_client.create_experiment(name, tags=tags)
+        if description and exp.tags.get("mlflow.note.content") != description:
+            mlflow_client.set_experiment_tag(exp.experiment_id, "mlflow.note.content", description)
+        return exp.experiment_id
+
+
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping → {"a.b.c": value}; lists are kept as one value."""
+    flat: dict[str, Any] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def metric_name(key: str) -> str:
+    """A key with the characters MLflow does not allow in metric names (`=`) replaced."""
+    return "".join(c if c.isalnum() or c in "_-. /:" else "_" for c in str(key))
+
+
+def numeric_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The finite numbers of a (nested) mapping, named `outer/inner`."""
+    import math
+
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = prefix + metric_name(key)
+        if isinstance(value, Mapping):
+            out.update(numeric_metrics(value, prefix=f"{name}/"))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            if math.isfinite(value):
+                out[name] = float(value)
+    return out
+
+
+def short_run_name(identity: Mapping[str, Any]) -> str:
+    """`w=1024 d=2 a=relu s=3`: each job key's value behind a short name (the first letter
+    of its last component, more letters where two would clash); text values stand alone."""
+    lasts = [k.rsplit(".", 1)[-1] for k in identity]
+    names = []
+    for last in lasts:
+        size = 1
+        while sum(other[:size] == last[:size] for other in lasts) > 1 and size < len(last):
+            size += 1
+        names.append(last[:size])
+    parts = []
+    for name, value in zip(names, identity.values(), strict=True):
+        parts.append(str(value) if isinstance(value, str) else f"{name}={value}")
+    return " ".join(parts)
+
+
+class JobRun:
+    """One job's MLflow run (a no-op when tracking is off)."""
+
+    def __init__(self, mlflow_client: Any | None, run_id: str | None) -> None:
+        self.client, self.run_id = mlflow_client, run_id
+        self.failed = False
+
+    @property
+    def active(self) -> bool:
+        return self.run_id is not None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if not self.active or not metrics:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        for i in range(0, len(batch), 1000):
+            self.client.log_batch(self.run_id, metrics=batch[i : i + 1000])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self.active:
+            from mlflow.entities import RunTag
+
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if not self.active:
+            return
+        from mlflow.entities import Param
+
+        batch = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        for i in range(0, len(batch), 100):
+            self.client.log_batch(self.run_id, params=batch[i : i + 100])
+
+    def log_dataset(self, name: str, path: str | os.PathLike[str], sha256: str) -> None:
+        """The data file as the run's training input: name, digest (sha256), local source."""
+        if not self.active:
+            return
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        source = resolve_dataset_source(str(Path(path).resolve()))
+        dataset = MetaDataset(source, name=name, digest=sha256[:DIGEST_LENGTH])
+        context = InputTag(key="mlflow.data.context", value="training")
+        self.client.log_inputs(
+            self.run_id, [DatasetInput(dataset._to_mlflow_entity(), tags=[context])]
+        )
+
+    def mark_failed(self, reason: str) -> None:
+        """End the run as FAILED now, with the reason as a tag."""
+        if self.active:
+            self.set_tags({"widthlab.failure": reason[:5000]})
+            self.client.set_terminated(self.run_id, status="FAILED")
+            self.failed = True
+
+    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        if self.active:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+
+def close_stale_runs(uri: str, experiment_id: str, key: str, status: str) -> int:
+    """End the RUNNING runs of job `key` (left by a killed process) with `status`:
+    FINISHED when its record shows it finished, KILLED when it is about to be recomputed."""
+    mlflow_client = client(uri)
+    stale = mlflow_client.search_runs(
+        [experiment_id], f"tags.`widthlab.key` = '{key}' and attributes.status = 'RUNNING'"
+    )
+    for run in stale:
+        mlflow_client.set_terminated(run.info.run_id, status=status)
+    return len(stale)
+
+
+@contextmanager
+def job_run(
+    tracking: Mapping[str, Any],
+    experiment: str,
+    description: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, Any],
+) -> Iterator[JobRun]:
+    """A child run of the current sweep (a top-level run outside a multirun) for one job.
+
+    The run ends FINISHED, or FAILED if the body raised (the exception propagates) or called
+    `mark_failed`. `tags` must hold `widthlab.key`, the job's full key.
+    """
+    if not tracking.get("enabled"):
+        yield JobRun(None, None)
+        return
+    from mlflow.tracking.context.registry import resolve_tags
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+    uri = str(tracking["uri"])
+    experiment_id = ensure_experiment(uri, experiment, description)
+    mlflow_client = client(uri)
+    all_tags = resolve_tags({**tags, MLFLOW_RUN_NAME: run_name})
+    parent = os.environ.get(PARENT_ENV)
+    if parent:
+        all_tags[MLFLOW_PARENT_RUN_ID] = parent
+    # A job killed mid-run (out of time, a lost node) left its run RUNNING; its rerun closes
+    # that one as KILLED instead of leaving a ghost beside the new run.
+    close_stale_runs(uri, experiment_id, tags["widthlab.key"], "KILLED")
+    run = mlflow_client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+    job = JobRun(mlflow_client, run.info.run_id)
+    job.log_params(params)
+    try:
+        yield job
+    except BaseException as exc:
+        if not job.failed:
+            job.mark_failed(f"{type(exc).__name__}: {exc}")
+        raise
+    if not job.failed:
+        mlflow_client.set_terminated(job.run_id, status="FINISHED")

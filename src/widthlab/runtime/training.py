@@ -1,0 +1,350 @@
+"""Training an MLP with PyTorch Lightning: optimizers, in-memory batches, stopping, failure.
+
+Conventions (every number the training studies report follows them): the losses and the
+error of `widthlab.losses`, and
+
+* Optimizers: `sgd` (torch.optim.SGD, optional momentum) and `adam` (torch.optim.Adam).
+  `batch_size: null` means the whole training set every step: `sgd` with it is plain
+  full-batch gradient descent. One epoch = one pass over the training set, so full-batch
+  training takes one step per epoch.
+* Minibatch order is reshuffled every epoch from the job's seed (`widthlab.seeding`); the
+  network's initialization comes from the same seed through `widthlab.models.mlp.MLP`.
+
+`TensorBatches` hands Lightning in-memory tensors without a DataLoader: a full batch is the
+tensors themselves and a minibatch one `index_select`, so a 1000-step full-batch run does not
+pay 1000 per-epoch collations. The training loss is accumulated on the device and read once
+per epoch (for stopping); the curves (train/test loss and error) go to MLflow every
+`log_every_n_epochs` epochs through Lightning's `MLFlowLogger`, as `epoch/<metric>` at step
+= optimizer steps taken.
+
+Stopping and failure, all through Lightning's own `EarlyStopping`: `max_steps` optimizer
+steps, or earlier once the epoch's training loss falls below `stop_loss` (interpolation,
+`stopping_threshold`). Training *fails* (`TrainingDiverged`, the job is recorded as failed)
+when the loss becomes NaN or infinite (`check_finite`), when it grows above
+`divergence_factor` times its value at initialization (`divergence_threshold`), or when a
+ReLU network ends with every unit of a hidden layer inactive on the whole training set (a
+dead network, whose output no longer depends on its input).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
+from pytorch_lightning.loggers import MLFlowLogger
+from torch import nn
+
+from widthlab.losses import DTYPES, evaluate, loss_value
+from widthlab.seeding import rng_for
+
+PRECISION = {"float32": "32-true", "float64": "64-true"}
+
+# Lightning's own use of a deprecated torch pytree API, once per process: not ours to fix.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# Lightning announces its accelerator choice on every Trainer; one line per job is noise.
+for _name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training failed: a non-finite or exploding loss, or a dead ReLU network."""
+
+
+class TensorBatches:
+    """(x, y) batches over in-memory tensors: the whole set (batch_size None) or minibatches
+    in an order reshuffled every epoch by a generator seeded from `seed`."""
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None, seed: int = 0
+    ) -> None:
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} points and y {len(y)}")
+        self.x, self.y = x, y
+        self.batch_size = None if batch_size is None or batch_size >= len(x) else batch_size
+        draw = int(rng_for(seed, "minibatch order").integers(2**62))
+        self.generator = torch.Generator().manual_seed(draw)
+
+    def __len__(self) -> int:
+        return 1 if self.batch_size is None else math.ceil(len(self.x) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.batch_size is None:
+            yield self.x, self.y
+            return
+        order = torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
+        for start in range(0, len(self.x), self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield self.x.index_select(0, index), self.y.index_select(0, index)
+
+
+class MLPTask(pl.LightningModule):
+    """A network trained on one loss with one optimizer; logs its curves every few epochs.
+
+    `evaluation` maps a split name ("train", "test") to its (x, y) tensors: every
+    `log_every_n_epochs` epochs (and at the first) the module logs `epoch/<split>_loss` and,
+    for classification, `epoch/<split>_error` at the current parameters. Arguments are
+    trusted: the config schemas checked them before the job started.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: str = "squared",
+        optimizer: str = "sgd",
+        lr: float = 0.1,
+        momentum: float = 0.0,
+        classification: bool = False,
+        evaluation: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+        log_every_n_epochs: int = 1,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+        self.optimizer_name = optimizer
+        self.lr = float(lr)
+        self.momentum = float(momentum)
+        self.classification = classification
+        self.evaluation = dict(evaluation or {})
+        self.log_every = int(log_every_n_epochs)
+        self._loss_sum: torch.Tensor | None = None
+        self._points = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        x, y = batch
+        loss = loss_value(self.model(x), y, self.loss)
+        weighted = loss.detach() * len(x)
+        self._loss_sum = weighted if self._loss_sum is None else self._loss_sum + weighted
+        self._points += len(x)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        # The epoch's mean training loss (measured before each step's update), read by
+        # EarlyStopping; not sent to the logger.
+        self.log("train_loss", self._loss_sum / self._points, logger=False)
+        self._loss_sum, self._points = None, 0
+        if self.current_epoch % self.log_every == 0 and self.logger is not None:
+            self.logger.log_metrics(self.curve_point(), step=self.global_step)
+
+    def curve_point(self) -> dict[str, float]:
+        """`epoch/<split>_<metric>` at the current parameters, for every evaluation split."""
+        point: dict[str, float] = {}
+        was_training = self.model.training
+        self.model.eval()
+        for split, (x, y) in self.evaluation.items():
+            x, y = x.to(self.device, self.dtype), y.to(self.device, self.dtype)
+            for name, value in evaluate(self.model, x, y, self.loss, self.classification).items():
+                point[f"epoch/{split}_{name}"] = value
+        self.model.train(was_training)
+        return point
+
+    def configure_optimizers(self):
+        params = self.model.parameters()
+        if self.optimizer_name == "adam":
+            return torch.optim.Adam(params, lr=self.lr)
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
+
+
+@dataclass
+class TrainingResult:
+    steps: int
+    epochs: int
+    stopped_at_threshold: bool
+    initial_loss: float
+    final_loss: float
+
+
+def build_trainer(
+    train_cfg: Mapping[str, Any],
+    logger: Any = False,
+    extra_callbacks: list | None = None,
+    device: torch.device | None = None,
+    initial_loss: float | None = None,
+) -> pl.Trainer:
+    """The Lightning Trainer of `train.trainer` (a `_target_` config), with the step budget,
+    the precision of `train.dtype`, the stopping rules and `logger` (False: none). `device`
+    (the job's) replaces the config's accelerator, so a job trains where its tensors are;
+    `initial_loss` sets the divergence threshold `train.divergence_factor` × it."""
+    max_steps = int(train_cfg["max_steps"])
+    stop_loss = train_cfg.get("stop_loss")
+    factor = train_cfg.get("divergence_factor")
+    divergence = None if initial_loss is None or factor is None else float(factor) * initial_loss
+    stopping = EarlyStopping(
+        monitor="train_loss",
+        mode="min",
+        stopping_threshold=None if stop_loss is None else float(stop_loss),
+        divergence_threshold=divergence,
+        patience=max_steps + 1,  # never stop for lack of progress: only the thresholds or NaN
+        check_finite=True,
+        check_on_train_epoch_end=True,
+        verbose=False,
+    )
+    placement = {}
+    if device is not None:
+        cuda = device.type == "cuda"
+        placement = {
+            "accelerator": "gpu" if cuda else "cpu",
+            "devices": [device.index or 0] if cuda else 1,
+        }
+    return instantiate(
+        train_cfg["trainer"],
+        max_steps=max_steps,
+        max_epochs=-1,
+        precision=PRECISION[train_cfg["dtype"]],
+        logger=logger,
+        callbacks=[stopping, *(extra_callbacks or [])],
+        _convert_="all",
+        **placement,
+    )
+
+
+def dead_hidden_layer(model: nn.Module, x: torch.Tensor) -> int | None:
+    """The first hidden layer (1-based) of a ReLU MLP with no unit active on any point of
+    `x`, else None (other activations never die)."""
+    if getattr(model, "activation", None) != "relu" or not hasattr(model, "forward_with_cache"):
+        return None
+    with torch.no_grad():
+        cache = model.forward_with_cache(x)
+    for index, z in enumerate(cache.pre_activations, start=1):
+        if not bool((z > 0).any()):
+            return index
+    return None
+
+
+def initial_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str) -> float:
+    """The training loss at the current parameters (no gradient, nothing drawn)."""
+    with torch.no_grad():
+        return float(loss_value(model(x), y, loss))
+
+
+def fit(
+    task: MLPTask, batches: TensorBatches, trainer: pl.Trainer, lr_key: str = "train.lr"
+) -> TrainingResult:
+    """Train; raise `TrainingDiverged` on a non-finite or exploding loss (during training or
+    at the final parameters) or a dead network. The model stays on the device it was
+    trained on. `lr_key` is the config key that set the learning rate (for the message)."""
+    device = next(task.model.parameters()).device
+    x, y = batches.x.to(device), batches.y.to(device)
+    initial = initial_loss(task.model, x, y, task.loss)
+    trainer.fit(task, train_dataloaders=batches)
+    task.model.to(device)  # Lightning's teardown moves a GPU-trained module to the CPU
+    task.model.eval()
+    last = initial_loss(task.model, x, y, task.loss)  # after the last update
+    stop = trainer.early_stopping_callback
+    reason = stop.stopping_reason if stop is not None else None
+    where = f"after {trainer.global_step} steps (lr={task.lr:g}; lower {lr_key})"
+    if reason == EarlyStoppingReason.NON_FINITE_METRIC or not math.isfinite(last):
+        raise TrainingDiverged(f"training diverged: the train loss became {last} {where}")
+    if reason == EarlyStoppingReason.DIVERGENCE_THRESHOLD or (
+        stop is not None
+        and stop.divergence_threshold is not None
+        and last > stop.divergence_threshold
+    ):
+        raise TrainingDiverged(
+            f"training diverged: the train loss grew from {initial:.4g} at initialization to "
+            f"{max(last, float(trainer.callback_metrics.get('train_loss', last))):.4g}, more "
+            f"than train.divergence_factor times its initial value, {where}"
+        )
+    dead = dead_hidden_layer(task.model, x)
+    if dead is not None:
+        raise TrainingDiverged(
+            f"dead network: every unit of hidden layer {dead} is inactive on the whole "
+            f"training set {where}"
+        )
+    final = trainer.callback_metrics.get("train_loss")
+    threshold = stop.stopping_threshold if stop is not None else None
+    return TrainingResult(
+        steps=trainer.global_step,
+        epochs=trainer.current_epoch,
+        stopped_at_threshold=bool(
+            threshold is not None and final is not None and float(final) < threshold
+        ),
+        initial_loss=initial,
+        final_loss=last,
+    )
+
+
+class JobMLFlowLogger(MLFlowLogger):
+    """Lightning's MLFlowLogger for a run it does not own: `finalize` leaves the run open, so
+    the job (`widthlab.runtime.tracking.job_run`) logs its final metrics and record first and
+    ends the run itself, FINISHED or FAILED."""
+
+    def finalize(self, status: str = "success") -> None:
+        pass
+
+
+def job_logger(tracking: Mapping[str, Any]) -> Any:
+    """A logger writing into the running job's MLflow run (`runtime.jobs.active_run`), or
+    False when tracking is off or no job is running."""
+    from widthlab.runtime.jobs import active_run
+
+    run = active_run()
+    if run is None or not run.active:
+        return False
+    return JobMLFlowLogger(tracking_uri=str(tracking["uri"]), run_id=run.run_id)
+
+
+def train_network(
+    cfg: Mapping[str, Any],
+    model: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    evaluation: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    classification: bool,
+    lr: float | None = None,
+    lr_key: str = "train.lr",
+) -> TrainingResult:
+    """Train `model` in place as `cfg.train` says (lr: `train.lr` unless given, set by the
+    config key `lr_key`), on the device of `x_train`, logging its curves into the job's
+    MLflow run; the curves end with a point at the final parameters."""
+    t = cfg["train"]
+    task = MLPTask(
+        model,
+        loss=t["loss"],
+        optimizer=t["optimizer"],
+        lr=t["lr"] if lr is None else lr,
+        momentum=t["momentum"],
+        classification=classification,
+        evaluation=evaluation,
+        log_every_n_epochs=t["log_every_n_epochs"],
+    )
+    logger = job_logger(cfg["tracking"])
+    start = initial_loss(model, x_train, y_train, t["loss"])
+    trainer = build_trainer(t, logger=logger, device=x_train.device, initial_loss=start)
+    batches = TensorBatches(x_train, y_train, t["batch_size"], seed=int(cfg["seed"]))
+    # MLFlowLogger calls mlflow.set_tracking_uri, which also exports MLFLOW_TRACKING_URI to
+    # the process environment; put it back, so nothing after this job inherits the setting.
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        result = fit(task, batches, trainer, lr_key=lr_key)
+        if logger and (result.epochs - 1) % task.log_every != 0:
+            logger.log_metrics(task.curve_point(), step=result.steps)
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+    return result
+
+
+__all__ = [
+    "DTYPES",
+    "MLPTask",
+    "TensorBatches",
+    "TrainingDiverged",
+    "build_trainer",
+    "fit",
+    "train_network",
+]

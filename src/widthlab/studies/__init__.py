@@ -1,0 +1,1 @@
+"""The studies of widthlab, one folder each (see `widthlab.runtime.study`)."""

@@ -1,0 +1,100 @@
+"""Does the test error of a trained MLP peak where its parameter count P reaches the
+interpolation threshold n·C and fall again beyond it (Belkin et al. 2019, Fig. 4)?
+
+One job (`job.py`) = (width, seed). Config: `conf/study/double_descent_mlp.yaml`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from widthlab.runtime.errors import ConfigError
+from widthlab.runtime.schemas import list_of, positive
+from widthlab.runtime.study import FigureSpec, Job, PlotSpec, Results, Study
+from widthlab.studies.double_descent_mlp import figures, job, report, summary
+
+
+class DoubleDescentMLP(Study):
+    question = (
+        "Does the test error of a trained network peak where its parameter count P reaches "
+        "the interpolation threshold n·C, and fall again beyond it?"
+    )
+    title = "MLP: model-wise double descent (`double_descent_mlp`)"
+    order = 30
+    jobs = {
+        "train": Job(
+            job.measure,
+            "test_error",
+            groups=("data", "model", "train", "study"),
+            peak_memory=job.peak_memory,
+        )
+    }
+    schema = {"peak_band": list_of(positive, min_length=2), "peak_k": positive}
+    plots = (
+        PlotSpec(
+            "test and train error vs P/(n·C)",
+            "curves.csv",
+            "params_over_threshold",
+            ("test_error", "train_error"),
+        ),
+    )
+
+    def check(self, cfg: Mapping[str, Any]) -> None:
+        band = cfg["study"]["peak_band"]
+        if len(band) != 2 or band[0] > band[1]:
+            raise ConfigError("study.peak_band", band, "[low, high] with low ≤ high")
+        if cfg["data"]["name"] not in ("digits", "digits_noisy", "mnist", "fashion_mnist"):
+            raise ConfigError(
+                "data",
+                cfg["data"]["name"],
+                "a classification data set (digits, digits_noisy, mnist, fashion_mnist)",
+            )
+
+    def sweep_warnings(self, configs: list[Mapping[str, Any]]) -> list[str]:
+        """Warn when the widths' parameter counts do not cross n·C (sizes from the data
+        set's card, which the pre-flight has checked)."""
+        import json
+        from pathlib import Path
+
+        first = configs[0]
+        card = json.loads(
+            (Path(first["paths"]["data_dir"]) / f"{first['data']['name']}.json").read_text()
+        )
+        dim, classes, n = card["dim"], card["n_outputs"], card["n_train"]
+
+        def params(m: Mapping[str, Any]) -> int:
+            w = m["width"]
+            return w * (dim + 1) + (m["depth"] - 1) * w * (w + 1) + classes * (w + 1)
+
+        counts = [params(c["model"]) for c in configs]
+        widths = sorted({c["model"]["width"] for c in configs})
+        if min(counts) < n * classes < max(counts):
+            return []
+        return [
+            f"model.width={widths} gives {min(counts)} to {max(counts)} parameters, which "
+            f"does not cross the interpolation threshold n·C = {n * classes}: the sweep "
+            "cannot show the double-descent peak"
+        ]
+
+    def summarize(self, records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
+        return summary.summarize(records, settings)
+
+    def figures(self, results: Results) -> dict[str, FigureSpec]:
+        rows = results.tables.get("curves.csv", [])
+        if not rows:
+            return {}
+        seeds = (results.summary.get("peak") or {}).get("seeds", "?")
+        return {
+            "mlp_double_descent": FigureSpec(
+                figures.mlp_double_descent_figure(rows, results.summary),
+                "Left: test error (clean test labels) and train error (noisy training labels) of "
+                "the trained network against P/(n·C), log x; right: training and test loss, "
+                "log-log; "
+                f"dash-dotted: the interpolation threshold P = n·C. Mean over {seeds} seeds, "
+                "band = mean ± 1 sd over seeds.",
+            )
+        }
+
+    def report(self, summary_: Mapping[str, Any], page: Any) -> list[str]:
+        return report.section(summary_, page)

@@ -1,0 +1,81 @@
+"""`double_descent_mlp`'s figure: test and train error, and the losses, against P/(n·C)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from matplotlib.figure import Figure
+
+from widthlab.plotting import Row, band, log_axes, sample_size_note, series
+
+_P_OVER_NC = "parameters / (samples × classes)   P/(n·C)"
+
+
+def mlp_double_descent_figure(rows: Sequence[Row], summary: Mapping | None = None) -> Figure:
+    """Test error, and train loss / error, of the trained MLP vs P/(n·C) (log x), with the
+    interpolation threshold P = n·C marked (Belkin et al. 2019, Fig. 4)."""
+    fig = Figure(figsize=(11, 4.4), layout="constrained")
+    ax_test, ax_train = fig.subplots(1, 2)
+    x, m, s = series(rows, "params_over_threshold", "test_error")
+    band(
+        ax_test,
+        x,
+        m,
+        s,
+        colour="tab:red",
+        label="test error (clean labels)",
+        gid="test_error",
+        log_y=False,
+    )
+    x, m, s = series(rows, "params_over_threshold", "train_error")
+    band(
+        ax_test,
+        x,
+        m,
+        s,
+        colour="tab:blue",
+        label="train error (noisy labels)",
+        gid="train_error",
+        log_y=False,
+        marker="s",
+        ls="--",
+    )
+    log_axes(ax_test, _P_OVER_NC, "error (fraction)", log_y=False)
+    ax_test.set_ylim(bottom=0)
+    x, m, s = series(rows, "params_over_threshold", "train_loss")
+    band(ax_train, x, m, s, colour="tab:blue", label="train loss", gid="train_loss")
+    x, m, s = series(rows, "params_over_threshold", "test_loss")
+    band(ax_train, x, m, s, colour="tab:red", label="test loss", gid="test_loss", marker="s")
+    stop = (summary or {}).get("stop_loss")
+    if stop:
+        ax_train.axhline(stop, color="0.5", ls=":", lw=1, label="stopping threshold")
+    loss = (summary or {}).get("loss", "squared")
+    label = (
+        r"loss $\frac{1}{2n}\sum_i \Vert y_i - f(x_i)\Vert^2$"
+        if loss == "squared"
+        else "cross-entropy loss"
+    )
+    log_axes(ax_train, _P_OVER_NC, label)
+    for ax in (ax_test, ax_train):
+        ax.axvline(
+            1.0,
+            color="0.35",
+            ls="-.",
+            lw=1,
+            label="interpolation threshold P = n·C",
+            gid="threshold",
+        )
+        ax.legend(fontsize=8)
+    ax_test.set_title(
+        "Test error peaks where the network can first fit the noisy labels", fontsize=10
+    )
+    ax_train.set_title("Training loss reaches the stopping threshold beyond P ≈ n·C", fontsize=10)
+    extra = ""
+    if summary and summary.get("threshold"):
+        extra = (
+            f"n·C = {summary['threshold']}, ≤ {summary.get('max_steps')} "
+            f"{summary.get('optimizer')} steps; "
+        )
+    note = sample_size_note(rows, ["test_error"])
+    fig.suptitle(f"MLP double descent, one hidden layer ({extra}{note})")
+    return fig

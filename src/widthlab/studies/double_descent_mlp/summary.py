@@ -1,0 +1,112 @@
+"""`double_descent_mlp`'s results: the test-error curve against P/(n·C) and its peak.
+
+Rule (settings from the study config, recorded in the summary): the peak is the highest
+seed-averaged test error among the widths with P/(n·C) in `peak_band`; it must be interior
+to the sweep, and it "shows" when it is above both the best smaller network and the largest
+one by more than `peak_k` standard errors of the difference (SE = sd/√seeds of each mean).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from widthlab.runtime.study import Results
+from widthlab.runtime.tables import mean_std_curves, tidy_rows
+from widthlab.stats import clearly_above
+
+METRICS = (
+    "test_error",
+    "test_loss",
+    "train_error",
+    "train_loss",
+    "noisy_fit",
+    "n_parameters",
+    "params_over_threshold",
+    "steps",
+    "reached_stop_loss",
+)
+
+
+def curves(records: list[dict]) -> list[dict]:
+    """Per width: mean, sd, SE and count over seeds, with P/(n·C) as the x axis."""
+    out = mean_std_curves(tidy_rows(records), (), "width", METRICS)
+    for c in out:
+        c["params_over_threshold"] = c.get("params_over_threshold_mean")
+        c["group"] = "mlp"
+    return [c for c in out if c["params_over_threshold"] is not None]
+
+
+def point(c: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "width": c["width"],
+        "params_over_threshold": c["params_over_threshold"],
+        "test_error": c["test_error_mean"],
+        "test_error_se": c.get("test_error_se"),
+        "train_error": c.get("train_error_mean"),
+        "train_error_se": c.get("train_error_se"),
+        "seeds": c["test_error_count"],
+    }
+
+
+def peak_summary(table: list[dict], settings: Mapping[str, Any]) -> dict[str, Any]:
+    low, high = settings["peak_band"]
+    k = float(settings["peak_k"])
+    band = [c for c in table if low <= c["params_over_threshold"] <= high]
+    if not band:
+        return {"interior_peak": False, "shows_peak": False, "peak": None}
+    peak = max(band, key=lambda c: c["test_error_mean"])
+    interior = table[0] is not peak and table[-1] is not peak
+    before = [c for c in table if c["width"] < peak["width"]]
+    left = min(before, key=lambda c: c["test_error_mean"]) if before else peak
+    last = table[-1]
+
+    def above(other: Mapping[str, Any]) -> bool | None:
+        return clearly_above(
+            peak["test_error_mean"],
+            peak.get("test_error_se"),
+            other["test_error_mean"],
+            other.get("test_error_se"),
+            k,
+        )
+
+    decided = [above(left), above(last)]
+    shows = False if not interior else (None if None in decided else all(decided))
+    return {
+        "interior_peak": interior,
+        "shows_peak": shows,
+        "peak": point(peak),
+        "best_below_peak": point(left),
+        "largest_width": point(last),
+        "peak_above_best_below": decided[0],
+        "peak_above_largest": decided[1],
+    }
+
+
+def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
+    jobs = records.get("train", [])
+    table = sorted(curves(jobs), key=lambda c: c["width"])
+    out: dict[str, Any] = {}
+    ok = [r for r in jobs if r["status"] == "ok"]
+    if table:
+        out.update(peak_summary(table, settings))
+        config = ok[0]["config"]
+        out.update(
+            threshold=ok[0]["metrics"]["threshold"],
+            max_steps=config["train"]["max_steps"],
+            stop_loss=config["train"]["stop_loss"],
+            loss=config["train"]["loss"],
+            optimizer=config["train"]["optimizer"],
+            lr=config["train"]["lr"],
+            label_noise=config["data"]["label_noise"],
+            data=config["data"]["name"],
+        )
+    verdict = out.get("shows_peak")
+    metrics = {
+        "comparisons": int(verdict is not None),
+        "agree": int(bool(verdict)),
+        "peak_params_over_threshold": (out.get("peak") or {}).get("params_over_threshold"),
+        "peak_test_error": (out.get("peak") or {}).get("test_error"),
+        "largest_width_test_error": (out.get("largest_width") or {}).get("test_error"),
+    }
+    return Results(summary=out, tables={"curves.csv": table}, metrics=metrics)

@@ -1,0 +1,111 @@
+"""As an NTK-parameterized network gets wider, does training become lazy: its weights and
+its NTK barely move and it agrees with its linearization at init (Lee et al. 2019)?
+
+One job (`job.py`) = (width, depth, seed). Config: `conf/study/lazy_training.yaml`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from widthlab.runtime.errors import ConfigError
+from widthlab.runtime.schemas import integer, positive
+from widthlab.runtime.study import FigureSpec, Job, PlotSpec, Results, Study
+from widthlab.studies.lazy_training import figures, job, report, summary
+
+
+def _exponents(key: str, value: Any) -> None:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise ConfigError(key, value, "a mapping {quantity: exponent of width}")
+
+
+class LazyTraining(Study):
+    question = (
+        "As an NTK-parameterized network gets wider, do its weights and its NTK move less "
+        "during training, and does it agree with its linearization at init?"
+    )
+    title = "Lazy training: the NTK regime (`lazy_training`)"
+    order = 40
+    jobs = {
+        "train": Job(
+            job.measure,
+            "linearization_gap",
+            groups=("data", "model", "train", "study"),
+            peak_memory=job.peak_memory,
+        )
+    }
+    schema = {
+        "n_train": integer(1),
+        "n_eval": integer(1),
+        "lr_fraction": positive,
+        "steps": integer(1),
+        "references": _exponents,
+        "bounds": _exponents,
+    }
+    plots = (
+        PlotSpec(
+            "relative NTK change vs width", "curves.csv", "width", ("ntk_change",), ("depth",)
+        ),
+        PlotSpec(
+            "trained vs linearized network (test) vs width",
+            "curves.csv",
+            "width",
+            ("linearization_gap",),
+            ("depth",),
+        ),
+    )
+
+    def check(self, cfg: Mapping[str, Any]) -> None:
+        """The linearized-model closed form holds for full-batch gradient descent on the
+        squared loss of an NTK-parameterized network, and nothing else."""
+        required = {
+            "model.parameterization": (cfg["model"]["parameterization"], "ntk"),
+            "train.optimizer": (cfg["train"]["optimizer"], "sgd"),
+            "train.loss": (cfg["train"]["loss"], "squared"),
+            "train.momentum": (cfg["train"]["momentum"], 0),
+            "train.batch_size": (cfg["train"]["batch_size"], None),
+        }
+        for key, (value, allowed) in required.items():
+            if value != allowed:
+                shown = "null" if allowed is None else repr(allowed)
+                raise ConfigError(
+                    key,
+                    value,
+                    f"{shown} in this study (its closed form is that of "
+                    "full-batch gradient descent on the squared loss, NTK "
+                    "parameterization)",
+                )
+        s, data = cfg["study"], cfg["data"]
+        if data["name"] not in ("teacher", "sphere_linear"):
+            raise ConfigError(
+                "data", data["name"], "a regression data set (teacher, sphere_linear)"
+            )
+        if s["n_train"] > data["n_train"]:
+            raise ConfigError("study.n_train", s["n_train"], f"≤ data.n_train = {data['n_train']}")
+        if s["n_eval"] > data["n_test"]:
+            raise ConfigError("study.n_eval", s["n_eval"], f"≤ data.n_test = {data['n_test']}")
+
+    def summarize(self, records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
+        return summary.summarize(records, settings)
+
+    def figures(self, results: Results) -> dict[str, FigureSpec]:
+        rows = results.tables.get("curves.csv", [])
+        if not rows:
+            return {}
+        return {
+            "lazy_training": FigureSpec(
+                figures.lazy_training_figure(rows, results.summary),
+                "Against width, log-log, one colour per depth: (a) relative change of each "
+                "layer's weights during training (solid first, dashed hidden, dotted last layer); "
+                "(b) relative change of the empirical NTK; (c) the trained network against its "
+                "linearization at init (solid) and against the infinite-width NTK prediction "
+                "(dashed), on test points. Legends: slope [95% interval]; grey: width^−1/2 and "
+                "width^−1 references. Line = mean over seeds, band = ± 1 sd over seeds.",
+            )
+        }
+
+    def report(self, summary_: Mapping[str, Any], page: Any) -> list[str]:
+        return report.section(summary_, page)

@@ -1,0 +1,143 @@
+"""How far are the empirical NTK and NNGP of finite networks from their infinite-width
+limits, and how fast does the distance shrink with width? (Jacot et al. 2018; Lee et al. 2019)
+
+Jobs (`job.py`): `kernels` per (width, depth, activation, seed), `mc_nngp` per (width,
+depth, activation), `circle` per width. Configs: `conf/study/ntk_convergence.yaml` (the
+kernels sweep), `conf/study/ntk_convergence/{mc,circle}.yaml` (the other sweeps) and
+`conf/study/ntk_convergence/common.yaml` (what they share); sizes in the profiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from widthlab.activations import ACTIVATIONS
+from widthlab.runtime.errors import ConfigError
+from widthlab.runtime.schemas import choice, integer, positive
+from widthlab.runtime.study import FigureSpec, Job, PlotSpec, Results, Study
+from widthlab.studies.ntk_convergence import figures, job, report, summary
+
+
+def _seeds_by_width(key: str, value: Any) -> None:
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(key, value, "a mapping {width: number of seeds}")
+    for width, seeds in value.items():
+        integer(1)(f"{key}.{width}", seeds)
+
+
+def _number(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(key, value, "a number")
+
+
+class NTKConvergence(Study):
+    question = (
+        "How far are the empirical NTK and NNGP of finite networks from their infinite-width "
+        "limits, and does the distance shrink like width^−1/2?"
+    )
+    title = "NNGP and NTK: convergence to the infinite-width limit (`ntk_convergence`)"
+    order = 10
+    jobs = {
+        "kernels": Job(job.measure_kernels, "ntk_distance", peak_memory=job.kernels_memory),
+        "mc_nngp": Job(job.measure_mc_nngp, "mc_bias", peak_memory=job.mc_memory),
+        "circle": Job(
+            job.measure_circle,
+            "relative_sd",
+            groups=("model", "study"),
+            peak_memory=job.circle_memory,
+        ),
+    }
+    schema = {
+        "n_probe": integer(1),
+        "reference_slope": _number,
+        "mc": {"networks": integer(2), "resolved_factor": positive, "reference_slope": _number},
+        "circle": {
+            "width": integer(1),
+            "seeds": _seeds_by_width,
+            "depth": integer(1),
+            "activation": choice(ACTIVATIONS),
+            "points": integer(3),
+            "bootstrap": integer(100),
+            "seeds_drawn": integer(0),
+        },
+    }
+    plots = (
+        PlotSpec(
+            "NTK distance to the limit vs width",
+            "curves.csv",
+            "width",
+            ("ntk_distance",),
+            ("activation", "depth"),
+        ),
+        PlotSpec(
+            "NNGP distance to the limit vs width",
+            "curves.csv",
+            "width",
+            ("nngp_distance",),
+            ("activation", "depth"),
+        ),
+    )
+
+    def check(self, cfg: Mapping[str, Any]) -> None:
+        m, s = cfg["model"], cfg["study"]
+        if s["job"] != "circle" and m["parameterization"] != "ntk":
+            # The limits of widthlab.kernels are those of the NTK parameterization; a
+            # standard-parameterized net's NTK is ~width times larger and has no finite limit.
+            raise ConfigError(
+                "model.parameterization",
+                m["parameterization"],
+                "'ntk' in this study (the analytic limits are those of the NTK parameterization)",
+            )
+        if s["job"] != "circle" and s["n_probe"] > cfg["data"]["n_train"]:
+            raise ConfigError(
+                "study.n_probe",
+                s["n_probe"],
+                f"≤ data.n_train = {cfg['data']['n_train']} (the probe set is "
+                "taken from the training split)",
+            )
+        circle = s["circle"]
+        if s["job"] == "circle" and circle["width"] not in circle["seeds"]:
+            raise ConfigError(
+                "study.circle.width",
+                circle["width"],
+                f"one of the widths of study.circle.seeds: {sorted(circle['seeds'])}",
+            )
+
+    def summarize(self, records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
+        return summary.summarize(records, settings)
+
+    def figures(self, results: Results) -> dict[str, FigureSpec]:
+        s, t = results.summary, results.tables
+        out = {}
+        curves = t.get("curves.csv", [])
+        if curves:
+            seeds = figures.caption_seeds(curves, "ntk_distance")
+            out["kernel_convergence"] = FigureSpec(
+                figures.kernel_convergence_figure(curves, s),
+                f"Relative Frobenius distance of one network's empirical NTK (left) and NNGP "
+                f"(right) to the analytic limit against width, log-log; line = mean over "
+                f"{seeds} seeds, band = ± 1 sd over seeds; legend: slope pooled over seeds "
+                "[95% interval]; dotted: ∝ width^−1/2.",
+            )
+        if t.get("mc_nngp.csv"):
+            out["mc_nngp"] = FigureSpec(
+                figures.mc_nngp_figure(t["mc_nngp.csv"], s),
+                "Monte-Carlo NNGP: distance d of the mean over M networks to the limit (solid), "
+                "its Monte-Carlo noise floor ‖SE‖/‖K‖ (dotted) and the bias estimate "
+                "√(d² − floor²) (open squares) against width, per depth; at depth 1 the bias "
+                "is exactly 0, deeper it shrinks like width^−1 (dotted reference through the "
+                "first resolved point).",
+            )
+        if t.get("circle.csv"):
+            out["ntk_circle"] = FigureSpec(
+                figures.ntk_circle_figure(t["circle.csv"], t.get("circle_seeds.csv", []), s),
+                "Empirical NTK Θ̂(x₀, x(γ)) on the unit circle at initialization (Jacot et al. "
+                "2018, Fig. 1): thin lines = single networks, band = mean ± 1 sd over all "
+                "seeds of each width, black = the analytic limit; the title gives the ratio "
+                "of the spreads with its 95% bootstrap interval.",
+            )
+        return out
+
+    def report(self, summary_: Mapping[str, Any], page: Any) -> list[str]:
+        return report.section(summary_, page)

@@ -1,0 +1,199 @@
+"""`ntk_convergence`'s results: slopes with verdicts, the circle's spread ratio with its
+bootstrap interval, and where the Monte-Carlo NNGP resolves its finite-width bias.
+
+Rules (thresholds from the study config, recorded in the summary):
+* each (kernel, depth, activation): OLS slope of log distance against log width, pooled over
+  seeds (distances are per seed: averaging kernels first would change the slope), 95%
+  interval, "agrees" when it contains `reference_slope` (−1/2, Lee et al. 2019);
+* circle: relative_sd(w) = mean over γ of the sd over seeds of Θ̂(x₀, x(γ)), over mean |Θ|;
+  the ratio relative_sd(narrow)/relative_sd(wide) against √(wide/narrow), with a percentile
+  bootstrap interval (seeds resampled at each width; `bootstrap` resamples);
+* Monte-Carlo NNGP: the bias is "resolved" at a width when the distance exceeds
+  `mc.resolved_factor` × the noise floor; the bias's slope over the resolved widths is
+  compared with −1 (depth ≥ 2); at depth 1 the bias is 0 exactly, so every width should be
+  unresolved.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from widthlab.runtime.study import Results
+from widthlab.runtime.tables import mean_std_curves, slope_summary, tidy_rows
+from widthlab.stats import bootstrap_interval, loglog_slope, slope_verdict
+
+KERNELS = {"ntk": "ntk_distance", "nngp": "nngp_distance"}
+
+
+def kernel_slopes(rows: list[dict], reference: float) -> dict[str, Any]:
+    slopes: dict[str, Any] = {}
+    for depth, activation in sorted({(r["depth"], r["activation"]) for r in rows}):
+        group = [r for r in rows if r["depth"] == depth and r["activation"] == activation]
+        for kernel, metric in KERNELS.items():
+            if any(r.get(metric) is not None for r in group):
+                slopes[f"{kernel}_depth{depth}_{activation}"] = slope_summary(
+                    group, "width", metric, reference
+                )
+    return slopes
+
+
+def circle_summary(records: list[dict], n_boot: int) -> dict[str, Any]:
+    ok = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["metrics"]["width"])
+    if not ok:
+        return {}
+    limit = np.asarray(ok[0]["metrics"]["limit"])
+    scale = float(np.mean(np.abs(limit)))
+
+    def relative_sd(curves: np.ndarray) -> float:
+        return float(np.mean(np.std(curves, axis=0, ddof=1)) / scale)
+
+    widths, curves = {}, {}
+    for rec in ok:
+        m = rec["metrics"]
+        curves[m["width"]] = np.asarray(m["ntk"])
+        low, high = bootstrap_interval(relative_sd, [curves[m["width"]]], n_boot=n_boot)
+        widths[str(m["width"])] = {
+            "relative_sd": relative_sd(curves[m["width"]]),
+            "ci_low": low,
+            "ci_high": high,
+            "seeds": m["seeds"],
+        }
+    out: dict[str, Any] = {"widths": widths}
+    if len(curves) >= 2:
+        narrow, wide = min(curves), max(curves)
+
+        def ratio(a: np.ndarray, b: np.ndarray) -> float:
+            return relative_sd(a) / relative_sd(b)
+
+        low, high = bootstrap_interval(ratio, [curves[narrow], curves[wide]], n_boot=n_boot)
+        expected = math.sqrt(wide / narrow)
+        out.update(
+            sd_ratio=ratio(curves[narrow], curves[wide]),
+            ci_low=low,
+            ci_high=high,
+            sqrt_width_ratio=expected,
+            narrow=narrow,
+            wide=wide,
+            verdict="agrees" if low <= expected <= high else "differs",
+        )
+    return out
+
+
+def mc_summary(rows: list[dict], factor: float, reference: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for depth, activation in sorted({(r["depth"], r["activation"]) for r in rows}):
+        group = sorted(
+            (
+                r
+                for r in rows
+                if r["depth"] == depth and r["activation"] == activation and r["status"] == "ok"
+            ),
+            key=lambda r: r["width"],
+        )
+        resolved = [r for r in group if r["mc_distance"] > factor * r["mc_floor"]]
+        entry: dict[str, Any] = {
+            "widths": [r["width"] for r in group],
+            "resolved_widths": [r["width"] for r in resolved],
+            "networks": group[0]["mc_networks"] if group else None,
+        }
+        if depth >= 2 and len(resolved) >= 3:
+            fit = loglog_slope(
+                np.array([r["width"] for r in resolved]), np.array([r["mc_bias"] for r in resolved])
+            ).as_dict()
+            entry["bias_slope"] = {
+                **fit,
+                "reference": reference,
+                "verdict": slope_verdict(fit, reference),
+            }
+        elif depth == 1:
+            # The finite-width NNGP equals the limit at depth 1: no width should resolve a bias.
+            entry["verdict"] = "agrees" if not resolved else "differs"
+        out[f"depth{depth}_{activation}"] = entry
+    return out
+
+
+def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
+    kernel_rows = tidy_rows(records.get("kernels", []))
+    mc_rows = tidy_rows(records.get("mc_nngp", []))
+    reference = float(settings["reference_slope"])
+    slopes = kernel_slopes(kernel_rows, reference)
+    circle = circle_summary(records.get("circle", []), int(settings["circle"]["bootstrap"]))
+    mc = mc_summary(
+        mc_rows, float(settings["mc"]["resolved_factor"]), float(settings["mc"]["reference_slope"])
+    )
+    curves = mean_std_curves(
+        kernel_rows,
+        ("depth", "activation"),
+        "width",
+        [*KERNELS.values(), "ntk_diagonal_error", "nngp_diagonal_error"],
+    )
+    tables = {"curves.csv": curves}
+    if mc_rows:
+        tables["mc_nngp.csv"] = [
+            {
+                k: r[k]
+                for k in (
+                    "depth",
+                    "activation",
+                    "width",
+                    "mc_distance",
+                    "mc_floor",
+                    "mc_bias",
+                    "mc_networks",
+                )
+            }
+            for r in mc_rows
+            if r["status"] == "ok"
+        ]
+    tables.update(circle_tables(records.get("circle", []), int(settings["circle"]["seeds_drawn"])))
+    verdicts = [s.get("verdict") for s in slopes.values()]
+    verdicts += [circle.get("verdict")] + [
+        e.get("verdict") or e.get("bias_slope", {}).get("verdict") for e in mc.values()
+    ]
+    verdicts = [v for v in verdicts if v]
+    worst = max(slopes.values(), key=lambda s: abs(s["slope"] - reference), default=None)
+    metrics = {
+        "comparisons": len(verdicts),
+        "agree": sum(v == "agrees" for v in verdicts),
+        "worst_slope": worst["slope"] if worst else None,
+        "circle_sd_ratio": circle.get("sd_ratio"),
+        "circle_sqrt_width_ratio": circle.get("sqrt_width_ratio"),
+    }
+    summary = {"reference_slope": reference, "slopes": slopes, "circle": circle, "mc_nngp": mc}
+    return Results(summary=summary, tables=tables, metrics=metrics)
+
+
+def circle_tables(records: list[dict], seeds_drawn: int) -> dict[str, list[dict]]:
+    """circle.csv: per (width, γ) the mean and sd over seeds, and the limit; circle_seeds.csv:
+    the first `seeds_drawn` seeds' curves (the figure's thin lines)."""
+    rows, seeds = [], []
+    for rec in (r for r in records if r["status"] == "ok"):
+        m = rec["metrics"]
+        ntk = np.asarray(m["ntk"])
+        for i, g in enumerate(m["gamma"]):
+            rows.append(
+                {
+                    "width": m["width"],
+                    "gamma": g,
+                    "ntk_mean": float(ntk[:, i].mean()),
+                    "ntk_std": float(ntk[:, i].std(ddof=1)) if len(ntk) > 1 else 0.0,
+                    "ntk_count": len(ntk),
+                }
+            )
+        for s in range(min(seeds_drawn, len(ntk))):
+            seeds += [
+                {"width": m["width"], "seed": s, "gamma": g, "ntk": float(v)}
+                for g, v in zip(m["gamma"], ntk[s], strict=True)
+            ]
+    first = next((r for r in records if r["status"] == "ok"), None)
+    if first is not None:
+        m = first["metrics"]
+        rows += [
+            {"width": "inf", "gamma": g, "ntk_mean": v, "ntk_std": 0.0, "ntk_count": 1}
+            for g, v in zip(m["gamma"], m["limit"], strict=True)
+        ]
+    return {"circle.csv": rows, "circle_seeds.csv": seeds} if rows else {}

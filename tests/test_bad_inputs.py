@@ -1,0 +1,313 @@
+"""No silent wrong result: over a hundred bad inputs, across every entry point and every kind
+of mistake, each stopped before any work with one line (key, value and what is allowed, or
+the file and what is wrong), a non-zero exit, nothing written or changed, and no MLflow run.
+
+The entry points run in this process (their Hydra apps, as `python pipelines/<entry>.py`
+would run them) in a working folder holding the smoke data and one finished study.
+"""
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SEARCH_PATH
+
+from widthlab.runtime.stage import run_stage
+
+pytestmark = pytest.mark.slow
+
+ENTRIES: dict = {}
+
+
+def entry(name: str):
+    if name not in ENTRIES:
+        spec = importlib.util.spec_from_file_location(
+            f"entry_{name}", REPO / "pipelines" / f"{name}.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        ENTRIES[name] = module.main
+    return ENTRIES[name]
+
+
+def run_entry(name: str, args: list[str]) -> int:
+    # Each app below configures logging to a file of its own run; a later one must not write
+    # to the file handler an earlier one closed (separate processes never share them).
+    for handler in logging.root.handlers[:]:
+        logging.root.removeHandler(handler)
+    if name == "stage":
+        return run_stage(args, REPO / "pipelines")
+    saved = sys.argv
+    sys.argv = [f"{name}.py", *args]
+    try:
+        entry(name)()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = saved
+    return 0
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, smoke_data):
+    """Smoke data files and a finished `toy` study (records, summary) to be left untouched."""
+    root = tmp_path_factory.mktemp("bad")
+    shutil.copytree(smoke_data, root / "data")
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        assert run_entry("stage", ["study=toy", "tracking=off", SEARCH_PATH]) == 0
+    finally:
+        os.chdir(here)
+    return root
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_file() and rel.parts[0] not in ("outputs",) and not path.name.endswith(".lock"):
+            out[str(rel)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def mlflow_runs(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as con:
+        try:
+            return con.execute("select count(*) from runs").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+# Setups that damage one file of the workspace before the row runs (and are undone after).
+def card(change):
+    def setup(root: Path) -> None:
+        path = root / "data" / "teacher.json"
+        content = json.loads(path.read_text())
+        path.write_text(json.dumps(change(content)))
+
+    return setup
+
+
+def write(relative: str, text: str | None):
+    def setup(root: Path) -> None:
+        path = root / relative
+        if text is None:
+            path.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+
+    return setup
+
+
+def drop_sha(content):
+    del content["arrays"]["x_train"]["sha256"]
+    return content
+
+
+TOY = ["study=toy", SEARCH_PATH]
+LAZY = ["study=lazy_training"]
+MLP = ["study=double_descent_mlp"]
+RF = ["study=double_descent_rf"]
+NTK = ["study=ntk_convergence"]
+GOOD_RECORD = '{"key": "seed=0,study.width=64", "status": "ok", "job": {"seed": 0}, "metrics": {}}'
+TOY_RECORD = "results/toy/records/main/seed=0,study.width=64.json"
+
+# (entry, arguments, the start of the error line after "error: ", setup or None)
+ROWS = [
+    # --- 1. values outside what is allowed, every group, every entry point ---------------
+    ("data", ["data=sphere_linear", "data.n_train=0"], "data.n_train=0 is not allowed", None),
+    ("data", ["data=sphere_linear", "data.n_train=-5"], "data.n_train=-5 is not allowed", None),
+    ("data", ["data=sphere_linear", "data.n_test=abc"], "data.n_test='abc' is not allowed", None),
+    ("data", ["data=sphere_linear", "data.dim=1"], "data.dim=1 is not allowed", None),
+    ("data", ["data=sphere_linear", "data.dim=2.5"], "data.dim=2.5 is not allowed", None),
+    ("data", ["data=sphere_linear", "data.noise=-1.0"], "data.noise=-1.0 is not allowed", None),
+    ("data", ["data=sphere_linear", "data.signal=nan"], "data.signal=nan is not allowed", None),
+    ("data", ["data=sphere_linear", "data.nonlinear=inf"], "data.nonlinear=inf is not allowed", None),
+    ("data", ["data=sphere_linear", "data.seed=-1"], "data.seed=-1 is not allowed", None),
+    ("data", ["data=sphere_linear", "+data.nosie=0.3"], "data.nosie=0.3 is not allowed: expected no such key", None),
+    ("data", ["data=teacher", "data.teacher_width=0"], "data.teacher_width=0 is not allowed", None),
+    ("data", ["data=teacher", "data.noise=true"], "data.noise=True is not allowed", None),
+    ("data", ["data=digits", "data.label_noise=1.0"], "data.label_noise=1.0 is not allowed", None),
+    ("data", ["data=digits", "data.label_noise=-0.1"], "data.label_noise=-0.1 is not allowed", None),
+    ("data", ["data=digits", "data.n_train=5000"], "data.n_train=5000 is not allowed", None),
+    ("data", ["data=digits_noisy", "data.label_noise=1.5"], "data.label_noise=1.5 is not allowed", None),
+    ("data", ["data=mnist", "data.n_test=0"], "data.n_test=0 is not allowed", None),
+    ("data", ["data=mnist", "data.n_train=70000"], "data.n_train=70000 is not allowed", None),
+    ("data", ["data=digits", "seed=1.5"], "seed=1.5 is not allowed", None),
+    ("data", ["data=digits", "device=tpu"], "device='tpu' is not allowed", None),
+    ("data", ["data=digits", "threads=0"], "threads=0 is not allowed", None),
+    ("data", ["data=digits", "resume=maybe"], "resume='maybe' is not allowed", None),
+    ("data", ["data=digits", "tracking.enabled=maybe"], "tracking.enabled='maybe' is not allowed", None),
+    ("data", ["data=digits", "max_memory_gb=-1"], "max_memory_gb=-1 is not allowed", None),
+    ("run", [*NTK, "model.width=0"], "model.width=0 is not allowed", None),
+    ("run", [*NTK, "model.depth=0"], "model.depth=0 is not allowed", None),
+    ("run", [*NTK, "model.activation=sigmoid"], "model.activation='sigmoid' is not allowed", None),
+    ("run", [*NTK, "model.parameterization=standard"], "model.parameterization='standard' is not allowed", None),
+    ("run", [*NTK, "model.parameterization=mystery"], "model.parameterization='mystery' is not allowed", None),
+    ("run", [*NTK, "model.w_std=0"], "model.w_std=0 is not allowed", None),
+    ("run", [*NTK, "model.b_std=-1"], "model.b_std=-1 is not allowed", None),
+    ("run", [*NTK, "study.n_probe=100000"], "study.n_probe=100000 is not allowed", None),
+    ("run", [*NTK, "study.n_probe=0"], "study.n_probe=0 is not allowed", None),
+    ("run", [*NTK, "study.reference_slope=half"], "study.reference_slope='half' is not allowed", None),
+    ("run", ["study=ntk_convergence/mc", "study.mc.networks=1"], "study.mc.networks=1 is not allowed", None),
+    ("run", ["study=ntk_convergence/mc", "study.mc.resolved_factor=0"], "study.mc.resolved_factor=0 is not allowed", None),
+    ("run", ["study=ntk_convergence/circle", "study.circle.points=2"], "study.circle.points=2 is not allowed", None),
+    ("run", ["study=ntk_convergence/circle", "study.circle.width=77"], "study.circle.width=77 is not allowed", None),
+    ("run", ["study=ntk_convergence/circle", "study.circle.bootstrap=5"], "study.circle.bootstrap=5 is not allowed", None),
+    ("run", ["study=ntk_convergence/circle", "study.circle.activation=swish"], "study.circle.activation='swish' is not allowed", None),
+    ("run", [*RF, "study.ridges=[-1.0]"], "study.ridges[0]=-1.0 is not allowed", None),
+    ("run", [*RF, "study.ridges=[]"], "study.ridges=[] is not allowed", None),
+    ("run", [*RF, "study.width_ratios=[0]"], "study.width_ratios[0]=0 is not allowed", None),
+    ("run", [*RF, "study.width_ratios=[2,1]"], "study.width_ratios=[2, 1] is not allowed", None),
+    ("run", [*RF, "study.gd_check_steps=0"], "study.gd_check_steps=0 is not allowed", None),
+    ("run", [*RF, "study.gd_tolerance=0"], "study.gd_tolerance=0 is not allowed", None),
+    ("run", [*RF, "study.theory_excluded_band=[2,1]"], "study.theory_excluded_band=[2, 1] is not allowed", None),
+    ("run", [*RF, "model.activation=gelu"], "model.activation='gelu' is not allowed", None),
+    ("run", [*RF, "model.feature_distribution=uniform"], "model.feature_distribution='uniform' is not allowed", None),
+    ("run", [*RF, "seed=99"], "study.n_train=60 is not allowed", None),
+    ("run", [*MLP, "train.lr=0"], "train.lr=0 is not allowed", None),
+    ("run", [*MLP, "train.lr=-1"], "train.lr=-1 is not allowed", None),
+    ("run", [*MLP, "train.optimizer=lbfgs"], "train.optimizer='lbfgs' is not allowed", None),
+    ("run", [*MLP, "train.loss=hinge"], "train.loss='hinge' is not allowed", None),
+    ("run", [*MLP, "train.batch_size=0"], "train.batch_size=0 is not allowed", None),
+    ("run", [*MLP, "train.dtype=float16"], "train.dtype='float16' is not allowed", None),
+    ("run", [*MLP, "train.max_steps=0"], "train.max_steps=0 is not allowed", None),
+    ("run", [*MLP, "train.stop_loss=-1"], "train.stop_loss=-1 is not allowed", None),
+    ("run", [*MLP, "train.momentum=-0.5"], "train.momentum=-0.5 is not allowed", None),
+    ("run", [*MLP, "train.divergence_factor=0"], "train.divergence_factor=0 is not allowed", None),
+    ("run", [*MLP, "train.log_every_n_epochs=0"], "train.log_every_n_epochs=0 is not allowed", None),
+    ("run", [*MLP, "study.peak_band=[3,1]"], "study.peak_band=[3, 1] is not allowed", None),
+    ("run", [*MLP, "study.peak_k=0"], "study.peak_k=0 is not allowed", None),
+    ("run", [*MLP, "data=sphere_linear"], "data='sphere_linear' is not allowed", None),
+    ("run", [*LAZY, "train=adam"], "train.optimizer='adam' is not allowed", None),
+    ("run", [*LAZY, "train.momentum=0.9"], "train.momentum=0.9 is not allowed", None),
+    ("run", [*LAZY, "train.loss=cross_entropy"], "train.loss='cross_entropy' is not allowed", None),
+    ("run", [*LAZY, "model.parameterization=standard"], "model.parameterization='standard' is not allowed", None),
+    ("run", [*LAZY, "study.steps=-3"], "study.steps=-3 is not allowed", None),
+    ("run", [*LAZY, "study.n_train=100000"], "study.n_train=100000 is not allowed", None),
+    ("run", [*LAZY, "study.n_eval=100000"], "study.n_eval=100000 is not allowed", None),
+    ("run", [*LAZY, "study.lr_fraction=0"], "study.lr_fraction=0 is not allowed", None),
+    ("run", [*LAZY, "data=digits"], "data='digits' is not allowed", None),
+    ("run", [*TOY, "study.width=0"], "study.width=0 is not allowed", None),
+    ("run", [*TOY, "study.job=other"], "study.job='other' is not allowed", None),
+    ("run", [*TOY, "study.job_keys=[model.width]"], "study.job_keys='model.width' is not allowed", None),
+    ("run", [*TOY, "+study.extra=1"], "study.extra=1 is not allowed: expected no such key", None),
+    ("run", [*TOY, "seed=-3"], "seed=-3 is not allowed", None),
+    ("run", ["tracking=off"], "study._target_=None is not allowed", None),
+    # Sweeps: checked job by job before the first starts, and never empty.
+    ("run", ["-m", *NTK, "model.width=16,32,0"], "model.width=0 is not allowed", None),
+    ("run", ["-m", *LAZY, "model.width=64,0"], "model.width=0 is not allowed", None),
+    ("run", ["-m", *MLP, "train.lr=0.1,0"], "train.lr=0 is not allowed", None),
+    ("run", ["-m", *NTK, "model.width=range(5,5)"], "model.width='range(5,5)' is not allowed: expected a sweep with at least one value", None),
+    ("run", ["-m", *TOY, "seed=range(0)"], "seed='range(0)' is not allowed: expected a sweep with at least one value", None),
+    ("run", ["-m", *TOY, "study.job_keys=[seed]"], "study.job_keys=['seed'] is not allowed: expected keys that tell the sweep's jobs apart", None),
+    # --- 2. the data file does not prove the settings asked for --------------------------
+    ("run", [*MLP, "data.label_noise=0.5"], "data set 'digits_noisy' in data/ was made with label_noise=0.2, but data.label_noise=0.5 here", None),
+    ("run", [*LAZY, "data.dim=50"], "data set 'teacher' in data/ was made with dim=8, but data.dim=50 here", None),
+    ("run", [*LAZY, "profile=laptop"], "data set 'teacher' in data/ was made with n_train=64, but data.n_train=256 here", None),
+    ("run", ["-m", *MLP, "profile=laptop"], "data set 'digits_noisy' in data/ was made with n_train=300, but data.n_train=1000 here", None),
+    ("run", [*LAZY, "data.seed=3"], "data set 'teacher' in data/ was made with seed=0, but data.seed=3 here", None),
+    ("run", [*LAZY], "data set 'teacher' in data/ is unusable (the card is a list, not a mapping)", card(lambda c: [])),
+    ("run", ["-m", *LAZY], "data set 'teacher' in data/ is unusable (the card's array 'x_train' has no sha256)", card(drop_sha)),
+    ("run", [*LAZY], "data set 'teacher' in data/ is unusable (the card's 'task' is missing or not a str)", card(lambda c: {**c, "task": 3})),
+    ("run", [*LAZY], "data set 'teacher' in data/ is unusable (the card names the data set 'other')", card(lambda c: {**c, "name": "other"})),
+    ("run", [*LAZY], "data set 'teacher' not found in data/", write("data/teacher.npz", None)),
+    ("run", ["-m", *LAZY], "data set 'teacher' not found in data/", write("data/teacher.json", None)),
+    ("run", [*LAZY], "data set 'teacher' in data/ is unusable", write("data/teacher.npz", "not a zip")),
+    ("stage", [*LAZY], "data set 'teacher' not found in data/", write("data/teacher.npz", None)),
+    # --- 3. aggregate and report read defensively -----------------------------------------
+    ("aggregate", TOY, f"{TOY_RECORD}: not valid JSON", write(TOY_RECORD, GOOD_RECORD[:40])),
+    ("aggregate", TOY, f"{TOY_RECORD}: not a job record: 'key' is missing", write(TOY_RECORD, "{}")),
+    ("aggregate", TOY, f"{TOY_RECORD}: metrics.distance = '0.5' is text, not a number",
+     write(TOY_RECORD, GOOD_RECORD.replace('"metrics": {}', '"metrics": {"distance": "0.5"}'))),
+    ("aggregate", TOY, f"{TOY_RECORD}: status 'done' is neither", write(TOY_RECORD, GOOD_RECORD.replace('"ok"', '"done"'))),
+    ("aggregate", TOY, "results/toy/records/sweeps/toy.json: not valid JSON", write("results/toy/records/sweeps/toy.json", "{garbled")),
+    ("aggregate", TOY, "results/toy/records/sweeps/toy.json: not a sweep manifest", write("results/toy/records/sweeps/toy.json", '{"keys": 7}')),
+    ("aggregate", [*TOY, "study.name=nothing_yet"], "results/nothing_yet/records: no job records", None),
+    ("aggregate", [*TOY, "study.reference=x"], "study.reference='x' is not allowed", None),
+    ("report", [], "results/toy/summary.json: not valid JSON", write("results/toy/summary.json", "{")),
+    ("report", [], "results/toy/summary.json: not a study summary", write("results/toy/summary.json", "{}")),
+    # --- 4. paths ----------------------------------------------------------------------------
+    ("run", [*TOY, "paths.results_dir=blocker"], "blocker: paths.results_dir must be a folder, but this is a file", write("blocker", "x")),
+    ("run", [*TOY, "paths.results_dir=blocker/sub"], "blocker: paths.results_dir=blocker/sub cannot be created", write("blocker", "x")),
+    ("run", [*LAZY, "paths.data_dir=blocker"], "blocker: paths.data_dir must be a folder, but this is a file", write("blocker", "x")),
+    ("data", ["data=teacher", "paths.data_dir=blocker"], "blocker: paths.data_dir must be a folder, but this is a file", write("blocker", "x")),
+    ("report", ["paths.reports_dir=blocker"], "blocker: paths.reports_dir must be a folder, but this is a file", write("blocker", "x")),
+    ("aggregate", [*TOY, "paths.results_dir=blocker"], "blocker: paths.results_dir=blocker/toy cannot be created: blocker is a file", write("blocker", "x")),
+    # --- 5. targets ------------------------------------------------------------------------
+    ("run", [*MLP, "model._target_=widthlab.models.mlp.Nope"], "model._target_='widthlab.models.mlp.Nope' is not allowed: expected an importable network class", None),
+    ("run", [*MLP, "model._target_=collections.OrderedDict"], "model._target_='collections.OrderedDict' is not allowed: expected a subclass of torch.nn", None),
+    ("run", [*MLP, "train.trainer._target_=no.Trainer"], "train.trainer._target_='no.Trainer' is not allowed: expected an importable Lightning Trainer", None),
+    ("run", [*MLP, "train.trainer._target_=torch.nn.Linear"], "train.trainer._target_='torch.nn.Linear' is not allowed: expected a subclass of", None),
+    ("run", [*TOY, "study._target_=toy_study.Nope"], "study._target_='toy_study.Nope' is not allowed: expected an importable Study class", None),
+    ("run", [*TOY, "study._target_=toy_study.measure"], "study._target_='toy_study.measure' is not allowed", None),
+    ("aggregate", [*TOY, "study._target_=no.Study"], "study._target_='no.Study' is not allowed", None),
+    ("stage", [*TOY, "study._target_=no.Study"], "study._target_='no.Study' is not allowed", None),
+    # --- 6. tracking -------------------------------------------------------------------------
+    ("run", [*TOY, "tracking=mlflow", "tracking.uri=bogus://x"], "tracking.uri='bogus://x' is not allowed: expected sqlite:///<path>", None),
+    ("run", [*TOY, "tracking=mlflow", "tracking.uri=http://127.0.0.1:9"], "tracking.uri='http://127.0.0.1:9' is not allowed: expected a reachable MLflow server", None),
+    ("run", ["-m", *TOY, "tracking=mlflow", "tracking.uri=http://127.0.0.1:9"], "tracking.uri='http://127.0.0.1:9' is not allowed: expected a reachable MLflow server", None),
+    ("data", ["data=teacher", "tracking=mlflow", "tracking.uri=bogus://x"], "tracking.uri='bogus://x' is not allowed", None),
+    ("run", [*TOY, "tracking=mlflow", "tracking.uri=sqlite:///data"], "data: tracking.uri points at a folder, not a SQLite file", None),
+    # --- 8. memory -------------------------------------------------------------------------
+    ("run", [*LAZY, "model.width=22000", "model.depth=2"], "job `model.depth=2,model.width=22000,seed=0` needs about", None),
+    ("run", ["-m", *NTK, "model.width=64,400000", "model.depth=2"], "job `model.activation=relu,model.depth=2,model.width=400000,seed=0` needs about", None),
+    ("run", [*MLP, "model.width=500", "max_memory_gb=0.001"], "job `model.width=500,seed=0` needs about 0.0 GiB (estimated peak), more than the 0.0 GiB of max_memory_gb=0.001", None),
+    ("data", ["data=sphere_linear", "data.n_train=10000000000"], "job `data=sphere_linear` needs about", None),
+    # --- stage: a bad study or value stops before any sweep ----------------------------------
+    ("stage", ["study=no_such_study"], "In 'config': Could not find 'study/no_such_study'", None),
+    ("stage", [*TOY, "study.width=0"], "study.width=0 is not allowed", None),
+    ("stage", [*TOY, "study.sweeps=[]"], "study.sweeps=[] is not allowed", None),
+]  # fmt: skip
+
+
+def test_the_table_is_large_and_covers_every_entry_point():
+    assert len(ROWS) >= 100
+    assert {row[0] for row in ROWS} == {"data", "run", "stage", "aggregate", "report"}
+
+
+@pytest.mark.parametrize(("name", "args", "expected", "setup"), ROWS,
+                         ids=[f"{i}-{r[0]}" for i, r in enumerate(ROWS)])  # fmt: skip
+def test_bad_input_stops_before_any_work_with_one_line(workspace, capsys, monkeypatch, name,
+                                                      args, expected, setup):  # fmt: skip
+    monkeypatch.chdir(workspace)
+    backup = workspace.parent / f"{workspace.name}-backup"
+    if setup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+        shutil.copytree(workspace, backup, ignore=shutil.ignore_patterns("outputs"))
+        setup(workspace)
+    db = workspace / "mlflow.db"
+    before = snapshot(workspace)
+    try:
+        # Tracking on, into a store of the workspace: a run created by mistake would show.
+        extra = [] if any(a.startswith("tracking=") for a in args) else ["tracking=mlflow"]
+        extra += [] if any("tracking.uri" in a for a in args) else [f"tracking.uri=sqlite:///{db}"]
+        extra += [] if SEARCH_PATH in args else [SEARCH_PATH]
+        extra += [] if any(a.startswith("profile=") for a in args) else ["profile=smoke"]
+        code = run_entry(name, [*args, *extra])
+        err = capsys.readouterr().err.strip()
+        last = err.splitlines()[-1] if err else ""
+        assert code != 0, err
+        assert last.startswith(f"error: {expected}") or expected in last, err[-2000:]
+        assert "Traceback" not in err
+        assert snapshot(workspace) == before  # nothing written or changed
+        assert mlflow_runs(db) == 0  # no MLflow run
+    finally:
+        if setup is not None:
+            for path in list(workspace.iterdir()):
+                if path.name != "outputs":
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+            for path in backup.iterdir():
+                shutil.move(str(path), workspace / path.name)
+            shutil.rmtree(backup)
