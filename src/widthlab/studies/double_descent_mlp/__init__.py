@@ -40,6 +40,9 @@ class DoubleDescentMLP(Study):
         ),
     )
 
+    summarize = staticmethod(summary.summarize)
+    report = staticmethod(report.section)
+
     def check(self, cfg: Mapping[str, Any]) -> None:
         band = cfg["study"]["peak_band"]
         if len(band) != 2 or band[0] > band[1]:
@@ -77,9 +80,6 @@ class DoubleDescentMLP(Study):
             "cannot show the double-descent peak"
         ]
 
-    def summarize(self, records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
-        return summary.summarize(records, settings)
-
     def figures(self, results: Results) -> dict[str, FigureSpec]:
         rows = results.tables.get("curves.csv", [])
         if not rows:
@@ -95,6 +95,3 @@ class DoubleDescentMLP(Study):
                 "band = mean ± 1 sd over seeds.",
             )
         }
-
-    def report(self, summary_: Mapping[str, Any], page: Any) -> list[str]:
-        return report.section(summary_, page)

@@ -59,6 +59,9 @@ class DoubleDescentRF(Study):
     )
     residual_keys = ("kkt_", "gd_limit_distance", "gd_explicit_vs_closed_form", "gram_condition")
 
+    summarize = staticmethod(summary.summarize)
+    report = staticmethod(report.section)
+
     def check(self, cfg: Mapping[str, Any]) -> None:
         s, data = cfg["study"], cfg["data"]
         n, seed = s["n_train"], cfg["seed"]
@@ -89,9 +92,6 @@ class DoubleDescentRF(Study):
             f"study.width_ratios={list(ratios)} does not cross the interpolation threshold "
             "d/n = 1: the sweep cannot show the double-descent peak"
         ]
-
-    def summarize(self, records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
-        return summary.summarize(records, settings)
 
     def figures(self, results: Results) -> dict[str, FigureSpec]:
         rows = results.tables.get("curves.csv", [])
@@ -125,9 +125,6 @@ class DoubleDescentRF(Study):
                     f"early stopping acts as a ridge and removes the peak. {band}.",
                 )
         return out
-
-    def report(self, summary_: Mapping[str, Any], page: Any) -> list[str]:
-        return report.section(summary_, page)
 
 
 def sample_size(rows: list[dict], name: str) -> str:

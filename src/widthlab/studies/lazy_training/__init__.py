@@ -58,6 +58,9 @@ class LazyTraining(Study):
         ),
     )
 
+    summarize = staticmethod(summary.summarize)
+    report = staticmethod(report.section)
+
     def check(self, cfg: Mapping[str, Any]) -> None:
         """The linearized-model closed form holds for full-batch gradient descent on the
         squared loss of an NTK-parameterized network, and nothing else."""
@@ -88,9 +91,6 @@ class LazyTraining(Study):
         if s["n_eval"] > data["n_test"]:
             raise ConfigError("study.n_eval", s["n_eval"], f"≤ data.n_test = {data['n_test']}")
 
-    def summarize(self, records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
-        return summary.summarize(records, settings)
-
     def figures(self, results: Results) -> dict[str, FigureSpec]:
         rows = results.tables.get("curves.csv", [])
         if not rows:
@@ -106,6 +106,3 @@ class LazyTraining(Study):
                 "width^−1 references. Line = mean over seeds, band = ± 1 sd over seeds.",
             )
         }
-
-    def report(self, summary_: Mapping[str, Any], page: Any) -> list[str]:
-        return report.section(summary_, page)

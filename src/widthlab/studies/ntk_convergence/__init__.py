@@ -79,6 +79,9 @@ class NTKConvergence(Study):
         ),
     )
 
+    summarize = staticmethod(summary.summarize)
+    report = staticmethod(report.section)
+
     def check(self, cfg: Mapping[str, Any]) -> None:
         m, s = cfg["model"], cfg["study"]
         if s["job"] != "circle" and m["parameterization"] != "ntk":
@@ -103,9 +106,6 @@ class NTKConvergence(Study):
                 circle["width"],
                 f"one of the widths of study.circle.seeds: {sorted(circle['seeds'])}",
             )
-
-    def summarize(self, records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
-        return summary.summarize(records, settings)
 
     def figures(self, results: Results) -> dict[str, FigureSpec]:
         s, t = results.summary, results.tables
@@ -138,6 +138,3 @@ class NTKConvergence(Study):
                 "of the spreads with its 95% bootstrap interval.",
             )
         return out
-
-    def report(self, summary_: Mapping[str, Any], page: Any) -> list[str]:
-        return report.section(summary_, page)
