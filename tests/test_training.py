@@ -120,8 +120,8 @@ def test_full_batch_gd_step_is_theta_minus_lr_times_gradient():
 def test_training_stops_once_the_loss_is_below_the_threshold():
     x, y = problem(n=12)
     model = net(width=256, depth=1)
-    task = MLPTask(model, "squared", "adam", 1e-2)
-    trainer = build_trainer(train_cfg(max_steps=3000, stop_loss=1e-3, dtype="float64"))
+    task = MLPTask(model, "squared", "adam", 1e-2, max_steps=3000, stop_loss=1e-3)
+    trainer = build_trainer(train_cfg(max_steps=3000, dtype="float64"))
     result = fit(task, TensorBatches(x, y), trainer)
     assert result.stopped_at_threshold and result.steps < 3000
     # The loss that stopped it was measured before the last step; after it, still below.
@@ -146,11 +146,9 @@ def test_a_loss_that_explodes_but_stays_finite_fails_by_the_divergence_factor():
     # that ends far above where it started is a failure, not a result.
     x, y = problem()
     model = net(activation="erf")
-    task = MLPTask(model, "squared", "adam", 1e4)
-    start = initial_loss(model, x, y, "squared")
-    trainer = build_trainer(
-        train_cfg(max_steps=50, dtype="float64", divergence_factor=1000.0), initial_loss=start
-    )
+    task = MLPTask(model, "squared", "adam", 1e4, divergence_factor=1000.0)
+    assert initial_loss(model, x, y, "squared") < 5  # a few units of loss at initialization
+    trainer = build_trainer(train_cfg(max_steps=50, dtype="float64"))
     with pytest.raises(TrainingDiverged, match=r"grew from .* more than train.divergence_factor"):
         fit(task, TensorBatches(x, y), trainer)
 
@@ -189,6 +187,6 @@ def test_train_network_logs_curves_into_the_jobs_run(tmp_path):
     finally:
         jobs._ACTIVE_RUN.reset(token)
     history = client.get_metric_history(run.info.run_id, "epoch/test_error")
-    # epochs 0, 10, 20 (after steps 1, 11, 21) and the final point after step 30
-    assert [m.step for m in history] == [1, 11, 21, 30]
+    # at initialization, every 10 full-batch steps, and the final point after step 30
+    assert [m.step for m in history] == [0, 10, 20, 30]
     assert client.get_metric_history(run.info.run_id, "epoch/train_loss")

@@ -5,25 +5,26 @@ error of `widthlab.losses`, and
 
 * Optimizers: `sgd` (torch.optim.SGD, optional momentum) and `adam` (torch.optim.Adam).
   `batch_size: null` means the whole training set every step: `sgd` with it is plain
-  full-batch gradient descent. One epoch = one pass over the training set, so full-batch
-  training takes one step per epoch.
+  full-batch gradient descent.
 * Minibatch order is reshuffled every epoch from the job's seed (`widthlab.seeding`); the
   network's initialization comes from the same seed through `widthlab.models.mlp.MLP`.
 
 `TensorBatches` hands Lightning in-memory tensors without a DataLoader: a full batch is the
-tensors themselves and a minibatch one `index_select`, so a 1000-step full-batch run does not
-pay 1000 per-epoch collations. The training loss is accumulated on the device and read once
-per epoch (for stopping); the curves (train/test loss and error) go to MLflow every
-`log_every_n_epochs` epochs through Lightning's `MLFlowLogger`, as `epoch/<metric>` at step
-= optimizer steps taken.
+tensors themselves and a minibatch one `index_select`. `MLPTask` runs each Lightning batch as
+a block of optimizer steps (manual optimization, see its docstring), so a 5000-step
+full-batch run pays Lightning's per-batch machinery 5000/`log_every_n_epochs` times, not 5000
+times (`benchmarks/bench_training.py` measures what is left). The curves (train/test loss
+and error) go to MLflow through Lightning's `MLFlowLogger`, as `epoch/<metric>` at step =
+optimizer steps taken: at initialization, every `log_every_n_epochs` full-batch steps (or
+epochs of minibatches), and at the end.
 
-Stopping and failure, all through Lightning's own `EarlyStopping`: `max_steps` optimizer
-steps, or earlier once the epoch's training loss falls below `stop_loss` (interpolation,
-`stopping_threshold`). Training *fails* (`TrainingDiverged`, the job is recorded as failed)
-when the loss becomes NaN or infinite (`check_finite`), when it grows above
-`divergence_factor` times its value at initialization (`divergence_threshold`), or when a
-ReLU network ends with every unit of a hidden layer inactive on the whole training set (a
-dead network, whose output no longer depends on its input).
+Stopping and failure: `max_steps` optimizer steps, or earlier once the training loss falls
+below `stop_loss` (interpolation) — decided after every full-batch step, from the loss
+measured before that step's update, or on an epoch's mean with minibatches. Training *fails*
+(`TrainingDiverged`, the job is recorded as failed) when the loss becomes NaN or infinite,
+when it grows above `divergence_factor` times its value at initialization, or when a ReLU
+network ends with every unit of a hidden layer inactive on the whole training set (a dead
+network, whose output no longer depends on its input).
 """
 
 from __future__ import annotations
@@ -39,8 +40,6 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from pytorch_lightning.callbacks import EarlyStopping
-from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 from pytorch_lightning.loggers import MLFlowLogger
 from torch import nn
 
@@ -88,12 +87,22 @@ class TensorBatches:
 
 
 class MLPTask(pl.LightningModule):
-    """A network trained on one loss with one optimizer; logs its curves every few epochs.
+    """A network trained on one loss with one optimizer, in blocks of steps; logs its curves.
 
-    `evaluation` maps a split name ("train", "test") to its (x, y) tensors: every
-    `log_every_n_epochs` epochs (and at the first) the module logs `epoch/<split>_loss` and,
-    for classification, `epoch/<split>_error` at the current parameters. Arguments are
-    trusted: the config schemas checked them before the job started.
+    Lightning's manual optimization: each Lightning batch is a *block* of optimizer steps
+    on the same tensors — `steps_per_batch` full-batch steps, or one minibatch step — so
+    Lightning's per-batch machinery (hooks, result collections: about a millisecond on a CPU)
+    is paid once per block instead of once per step. Every step is zero_grad, forward, the
+    loss, `manual_backward`, `optimizer.step()`: the same arithmetic as automatic
+    optimization. Stopping is decided after every full-batch step (from the loss measured
+    before that step's update) or, with minibatches, on the epoch's mean loss:
+    `stop_loss` (interpolation reached), a non-finite loss or one above `divergence_factor`
+    times `initial_loss` (diverged), or `max_steps`.
+
+    `evaluation` maps a split name ("train", "test") to its (x, y) tensors: at the start,
+    every `log_every_n_epochs` steps (full batch) or epochs (minibatches), and at the end,
+    the module logs `epoch/<split>_loss` and, for classification, `epoch/<split>_error`.
+    Arguments are trusted: the config schemas checked them before the job started.
     """
 
     def __init__(
@@ -106,8 +115,12 @@ class MLPTask(pl.LightningModule):
         classification: bool = False,
         evaluation: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
         log_every_n_epochs: int = 1,
+        max_steps: int = 1000,
+        stop_loss: float | None = None,
+        divergence_factor: float | None = None,
     ) -> None:
         super().__init__()
+        self.automatic_optimization = False
         self.model = model
         self.loss = loss
         self.optimizer_name = optimizer
@@ -116,27 +129,80 @@ class MLPTask(pl.LightningModule):
         self.classification = classification
         self.evaluation = dict(evaluation or {})
         self.log_every = int(log_every_n_epochs)
-        self._loss_sum: torch.Tensor | None = None
-        self._points = 0
+        self.max_steps = int(max_steps)
+        self.stop_loss = stop_loss
+        self.divergence_factor = divergence_factor
+        self.initial_loss: float | None = None
+        self.full_batch = True
+        self.steps_done = 0
+        self.last_loss: float | None = None
+        self.stop_reason: str | None = None  # "threshold", "non_finite" or "divergence"
+        self.logged_step: int | None = None
+        self._epoch_sum, self._epoch_points = 0.0, 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+    @property
+    def steps_per_batch(self) -> int:
+        """Optimizer steps per Lightning batch: a block of full-batch steps as long as the
+        curves' interval, one minibatch step otherwise."""
+        return self.log_every if self.full_batch else 1
+
+    def judge(self, loss: float) -> str | None:
+        """Why training stops after a step (or an epoch) whose loss was `loss`, or None."""
+        if not math.isfinite(loss):
+            return "non_finite"
+        if (
+            self.divergence_factor is not None
+            and self.initial_loss is not None
+            and loss > self.divergence_factor * self.initial_loss
+        ):
+            return "divergence"
+        if self.stop_loss is not None and loss < self.stop_loss:
+            return "threshold"
+        return None
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        loss = loss_value(self.model(x), y, self.loss)
-        weighted = loss.detach() * len(x)
-        self._loss_sum = weighted if self._loss_sum is None else self._loss_sum + weighted
-        self._points += len(x)
-        return loss
+        optimizer = self.optimizers()
+        for _ in range(self.steps_per_batch):
+            if self.steps_done >= self.max_steps or self.stop_reason:
+                break
+            optimizer.zero_grad()
+            loss = loss_value(self.model(x), y, self.loss)
+            self.manual_backward(loss)
+            optimizer.step()
+            self.steps_done += 1
+            value = float(loss.detach())  # measured before this step's update
+            self.last_loss = value
+            if self.full_batch:
+                self.stop_reason = self.judge(value)
+            else:
+                self._epoch_sum += value * len(x)
+                self._epoch_points += len(x)
+        if self.stop_reason or self.steps_done >= self.max_steps:
+            self.trainer.should_stop = True
+
+    def log_curve_point(self) -> None:
+        """One point of the curves at the current parameters (once per step count)."""
+        if self.logger and self.logged_step != self.steps_done:
+            self.logger.log_metrics(self.curve_point(), step=self.steps_done)
+            self.logged_step = self.steps_done
+
+    def on_train_start(self) -> None:
+        self.log_curve_point()
 
     def on_train_epoch_end(self) -> None:
-        # The epoch's mean training loss (measured before each step's update), read by
-        # EarlyStopping; not sent to the logger.
-        self.log("train_loss", self._loss_sum / self._points, logger=False)
-        self._loss_sum, self._points = None, 0
-        if self.current_epoch % self.log_every == 0 and self.logger is not None:
-            self.logger.log_metrics(self.curve_point(), step=self.global_step)
+        if not self.full_batch and self._epoch_points:
+            self.last_loss = self._epoch_sum / self._epoch_points
+            self.stop_reason = self.stop_reason or self.judge(self.last_loss)
+            self._epoch_sum, self._epoch_points = 0.0, 0
+            if self.stop_reason:
+                self.trainer.should_stop = True
+        due = self.full_batch or (self.current_epoch + 1) % self.log_every == 0
+        if due and not self.trainer.should_stop:
+            self.log_curve_point()
 
     def curve_point(self) -> dict[str, float]:
         """`epoch/<split>_<metric>` at the current parameters, for every evaluation split."""
@@ -171,26 +237,11 @@ def build_trainer(
     logger: Any = False,
     extra_callbacks: list | None = None,
     device: torch.device | None = None,
-    initial_loss: float | None = None,
 ) -> pl.Trainer:
     """The Lightning Trainer of `train.trainer` (a `_target_` config), with the step budget,
-    the precision of `train.dtype`, the stopping rules and `logger` (False: none). `device`
-    (the job's) replaces the config's accelerator, so a job trains where its tensors are;
-    `initial_loss` sets the divergence threshold `train.divergence_factor` × it."""
-    max_steps = int(train_cfg["max_steps"])
-    stop_loss = train_cfg.get("stop_loss")
-    factor = train_cfg.get("divergence_factor")
-    divergence = None if initial_loss is None or factor is None else float(factor) * initial_loss
-    stopping = EarlyStopping(
-        monitor="train_loss",
-        mode="min",
-        stopping_threshold=None if stop_loss is None else float(stop_loss),
-        divergence_threshold=divergence,
-        patience=max_steps + 1,  # never stop for lack of progress: only the thresholds or NaN
-        check_finite=True,
-        check_on_train_epoch_end=True,
-        verbose=False,
-    )
+    the precision of `train.dtype` and `logger` (False: none). `device` (the job's) replaces
+    the config's accelerator, so a job trains where its tensors are. The stopping rules live
+    in `MLPTask` (they are decided between the steps of a block)."""
     placement = {}
     if device is not None:
         cuda = device.type == "cuda"
@@ -200,11 +251,11 @@ def build_trainer(
         }
     return instantiate(
         train_cfg["trainer"],
-        max_steps=max_steps,
+        max_steps=int(train_cfg["max_steps"]),
         max_epochs=-1,
         precision=PRECISION[train_cfg["dtype"]],
         logger=logger,
-        callbacks=[stopping, *(extra_callbacks or [])],
+        callbacks=list(extra_callbacks or []),
         _convert_="all",
         **placement,
     )
@@ -238,24 +289,25 @@ def fit(
     device = next(task.model.parameters()).device
     x, y = batches.x.to(device), batches.y.to(device)
     initial = initial_loss(task.model, x, y, task.loss)
+    task.initial_loss = initial
+    task.full_batch = batches.batch_size is None
+    if trainer.max_steps > 0:
+        task.max_steps = min(task.max_steps, trainer.max_steps)
     trainer.fit(task, train_dataloaders=batches)
     task.model.to(device)  # Lightning's teardown moves a GPU-trained module to the CPU
     task.model.eval()
     last = initial_loss(task.model, x, y, task.loss)  # after the last update
-    stop = trainer.early_stopping_callback
-    reason = stop.stopping_reason if stop is not None else None
-    where = f"after {trainer.global_step} steps (lr={task.lr:g}; lower {lr_key})"
-    if reason == EarlyStoppingReason.NON_FINITE_METRIC or not math.isfinite(last):
-        raise TrainingDiverged(f"training diverged: the train loss became {last} {where}")
-    if reason == EarlyStoppingReason.DIVERGENCE_THRESHOLD or (
-        stop is not None
-        and stop.divergence_threshold is not None
-        and last > stop.divergence_threshold
-    ):
+    where = f"after {task.steps_done} steps (lr={task.lr:g}; lower {lr_key})"
+    if task.stop_reason == "non_finite" or not math.isfinite(last):
+        shown = last if math.isfinite(task.last_loss or 0.0) else task.last_loss
+        raise TrainingDiverged(f"training diverged: the train loss became {shown} {where}")
+    factor = task.divergence_factor
+    if task.stop_reason == "divergence" or (factor is not None and last > factor * initial):
+        grown = max(last, task.last_loss or last)
         raise TrainingDiverged(
             f"training diverged: the train loss grew from {initial:.4g} at initialization to "
-            f"{max(last, float(trainer.callback_metrics.get('train_loss', last))):.4g}, more "
-            f"than train.divergence_factor times its initial value, {where}"
+            f"{grown:.4g}, more than train.divergence_factor={factor:g} times its initial "
+            f"value, {where}"
         )
     dead = dead_hidden_layer(task.model, x)
     if dead is not None:
@@ -263,14 +315,11 @@ def fit(
             f"dead network: every unit of hidden layer {dead} is inactive on the whole "
             f"training set {where}"
         )
-    final = trainer.callback_metrics.get("train_loss")
-    threshold = stop.stopping_threshold if stop is not None else None
+    task.log_curve_point()  # the curves end at the final parameters
     return TrainingResult(
-        steps=trainer.global_step,
+        steps=task.steps_done,
         epochs=trainer.current_epoch,
-        stopped_at_threshold=bool(
-            threshold is not None and final is not None and float(final) < threshold
-        ),
+        stopped_at_threshold=task.stop_reason == "threshold",
         initial_loss=initial,
         final_loss=last,
     )
@@ -308,7 +357,7 @@ def train_network(
 ) -> TrainingResult:
     """Train `model` in place as `cfg.train` says (lr: `train.lr` unless given, set by the
     config key `lr_key`), on the device of `x_train`, logging its curves into the job's
-    MLflow run; the curves end with a point at the final parameters."""
+    MLflow run; the curves start at initialization and end at the final parameters."""
     t = cfg["train"]
     task = MLPTask(
         model,
@@ -319,24 +368,23 @@ def train_network(
         classification=classification,
         evaluation=evaluation,
         log_every_n_epochs=t["log_every_n_epochs"],
+        max_steps=t["max_steps"],
+        stop_loss=t.get("stop_loss"),
+        divergence_factor=t.get("divergence_factor"),
     )
     logger = job_logger(cfg["tracking"])
-    start = initial_loss(model, x_train, y_train, t["loss"])
-    trainer = build_trainer(t, logger=logger, device=x_train.device, initial_loss=start)
+    trainer = build_trainer(t, logger=logger, device=x_train.device)
     batches = TensorBatches(x_train, y_train, t["batch_size"], seed=int(cfg["seed"]))
     # MLFlowLogger calls mlflow.set_tracking_uri, which also exports MLFLOW_TRACKING_URI to
     # the process environment; put it back, so nothing after this job inherits the setting.
     saved = os.environ.get("MLFLOW_TRACKING_URI")
     try:
-        result = fit(task, batches, trainer, lr_key=lr_key)
-        if logger and (result.epochs - 1) % task.log_every != 0:
-            logger.log_metrics(task.curve_point(), step=result.steps)
+        return fit(task, batches, trainer, lr_key=lr_key)
     finally:
         if saved is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = saved
-    return result
 
 
 __all__ = [
