@@ -7,7 +7,7 @@ Usage:
 
 Each run is one MLflow run (experiment `data`) with the settings as params and the sizes as
 metrics; DVC runs it once per data set (the stages `data@<name>`). Bad settings stop with
-one line before anything is written (`widthlab.runtime.datafiles.make_data_files`).
+one line before anything is written (`widthlab.runtime.datastage.make_data_files`).
 """
 
 from pathlib import Path
@@ -15,7 +15,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from widthlab.runtime.datafiles import make_data_files
+from widthlab.runtime.datastage import make_data_files
 from widthlab.runtime.errors import exit_on_error
 
 # An absolute config path: the app also runs when this file is imported (tests, stage.py).

@@ -204,7 +204,7 @@ ROWS = [
     ("run", [*TOY, "study.job_keys=[model.width]"], "study.job_keys='model.width' is not allowed", None),
     ("run", [*TOY, "+study.extra=1"], "study.extra=1 is not allowed: expected no such key", None),
     ("run", [*TOY, "seed=-3"], "seed=-3 is not allowed", None),
-    ("run", ["tracking=off"], "study._target_=None is not allowed", None),
+    ("run", ["tracking=off"], "study=None is not allowed: expected one of ['double_descent_mlp', ", None),
     # Sweeps: checked job by job before the first starts, and never empty.
     ("run", ["-m", *NTK, "model.width=16,32,0"], "model.width=0 is not allowed", None),
     ("run", ["-m", *LAZY, "model.width=64,0"], "model.width=0 is not allowed", None),

@@ -128,3 +128,22 @@ def test_conditions_become_rows_and_curves_carry_sd_and_se():
     assert entry["err_std"] == pytest.approx(np.std(cell, ddof=1))
     assert entry["err_se"] == pytest.approx(np.std(cell, ddof=1) / np.sqrt(3))
     assert entry["err_count"] == 3
+
+
+def test_a_study_whose_every_job_failed_gets_a_summary_and_no_figures(
+    compose_cfg, tmp_path, monkeypatch
+):
+    from widthlab.runtime.aggregate import aggregate
+
+    def diverge(cfg):
+        raise FloatingPointError("loss is nan")
+
+    monkeypatch.setitem(toy_study.ToyStudy.jobs, "main", toy_study.Job(diverge, groups=("study",)))
+    for seed in (0, 1):
+        assert run_job(toy_cfg(compose_cfg, tmp_path, f"seed={seed}"))["status"] == "failed"
+    summary = aggregate(toy_cfg(compose_cfg, tmp_path))
+    assert summary["n_jobs"] == summary["n_failed"] == 2 and summary["figures"] == {}
+    folder = tmp_path / "toy"
+    assert json.loads((folder / "summary.json").read_text())["n_failed"] == 2
+    assert json.loads((folder / "metrics.json").read_text())["failed_jobs"] == 2
+    assert not list((folder / "figures").glob("*.png"))

@@ -1,3 +1,5 @@
+import re
+
 """Tests of widthlab.kernels against independent numpy/scipy integration of the recursion."""
 
 import math
@@ -325,6 +327,46 @@ def test_bad_shapes():
 
 
 def test_default_quadrature_order_is_documented():
-    import widthlab.kernels as kernels
+    import widthlab.dual_activations as dual
 
-    assert f"default order {DEFAULT_QUAD_ORDER}" in kernels.__doc__
+    assert f"default order {DEFAULT_QUAD_ORDER}" in dual.__doc__
+
+
+def test_a_variance_beyond_the_accurate_range_warns_naming_the_order_that_covers_it():
+    import warnings
+
+    from widthlab.kernels import KernelAccuracyWarning
+
+    x = torch.randn(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nngp_and_ntk(x, depth=2, activation="tanh", w_std=0.4)  # variances below 1: silent
+    with pytest.warns(
+        KernelAccuracyWarning,
+        match=r"tanh kernel: an input variance of .* "
+        r"exceeds 1, .* pass quad_order=\d+",
+    ):
+        nngp_and_ntk(x, depth=2, activation="tanh", w_std=1.2)
+    # The warning is honest: at variance 3 the default order errs beyond 1e-8, and the order
+    # it names brings the error back (against the finest rule there is).
+    k = (torch.tensor([3.0], dtype=torch.float64),) * 2 + (
+        torch.tensor([2.95], dtype=torch.float64),
+    )
+    fine = gauss_hermite_dual("tanh", *k, order=360)[1].item()
+    with pytest.warns(KernelAccuracyWarning, match=r"pass quad_order=(\d+)") as record:
+        coarse = gauss_hermite_dual("tanh", *k)[1].item()
+    assert abs(coarse - fine) / abs(fine) > 1e-8
+    order = int(re.search(r"quad_order=(\d+)", str(record[0].message)).group(1))
+    assert abs(gauss_hermite_dual("tanh", *k, order=order)[1].item() - fine) / abs(fine) < 1e-8
+    with pytest.warns(KernelAccuracyWarning, match=r"it would take order \d+, beyond the 360"):
+        gauss_hermite_dual("tanh", *(torch.tensor([8.0], dtype=torch.float64),) * 3)
+
+
+def test_relu_ntk_of_coincident_pairs_carries_about_1e_8_as_documented():
+    # Off-diagonal entries of identical points: k11·k22 − k12² cancels, so θ (and the NTK's
+    # E[φ'φ'] term) is good to ~√ε, while the exact diagonal is exact.
+    x = torch.randn(50, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    _, ntk = nngp_and_ntk(x, x.clone(), depth=3, activation="relu")  # not detected as symmetric
+    _, exact = nngp_and_ntk(x, depth=3, activation="relu")
+    err = (ntk.diagonal() - exact.diagonal()).abs() / exact.diagonal()
+    assert err.max() < 1e-7

@@ -204,3 +204,15 @@ def test_ridgeless_risk_is_infinite_exactly_at_the_threshold():
     for activation in ("relu", "erf"):
         assert mei_montanari_risk(2.5, 2.5, 0.0, activation=activation, noise=0.5) == float("inf")
     assert np.isfinite(mei_montanari_risk(2.5, 2.5, 0.1, noise=0.5))
+
+
+@pytest.mark.parametrize(("signal", "noise"), [(1.0, 0.0), (0.0, 1.0)])
+def test_the_ridgeless_risk_diverges_at_the_threshold_whenever_signal_or_noise_is_present(
+    signal, noise
+):
+    # F₁² + τ² + F★² > 0 is enough: even a noiseless linear target (τ = F★ = 0) gives an
+    # infinite peak, since the bias term B diverges too.
+    gaps = (1e-1, 1e-2, 1e-3, 1e-4)
+    risks = [mei_montanari_risk(1 + g, 1.0, signal=signal, noise=noise) for g in gaps]
+    assert all(b > 5 * a for a, b in zip(risks, risks[1:], strict=False))
+    assert risks[-1] > 1e3

@@ -188,12 +188,26 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     """
     from widthlab.runtime.preflight import preflight
 
-    study = load_study(OmegaConf.select(cfg, "study._target_", default=None))
+    target = OmegaConf.select(cfg, "study._target_", default=None)
+    if target is None:
+        raise ConfigError("study", None, f"one of {study_choices()} (study=<name>)")
+    study = load_study(target)
     kind = OmegaConf.select(cfg, "study.job", default=None)
     resolved = validate_config(cfg, study.job(kind).groups, study)
     if not in_multirun():
         preflight([resolved], study, writes=("results",))
     return run_study_job(cfg, study, resolved)
+
+
+def study_choices() -> list[str]:
+    """The study configs Hydra can compose (the options of the `study` group)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    try:
+        loader = GlobalHydra.instance().config_loader()
+        return sorted(o for o in loader.get_group_options("study") if not o.endswith("/common"))
+    except Exception:  # outside a Hydra app
+        return []
 
 
 def _params(resolved: Mapping[str, Any], job: Job) -> dict[str, Any]:
@@ -258,7 +272,10 @@ def _compute(cfg, study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, 
         "code_hash": plan.code_hash,
         "config": plan.config,
         "provenance": provenance(),
-        "memory": {"estimate_mb": round(job.peak_memory(resolved) / 2**20, 1)},
+        "memory": {
+            "estimate_mb": round(job.peak_memory(resolved) / 2**20, 1),
+            "baseline_mb": round(_rss_mb(), 1),
+        },
     }
     tags = {
         "widthlab.key": plan.key,
@@ -310,6 +327,13 @@ def _compute(cfg, study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, 
         )
     )
     return record
+
+
+def _rss_mb() -> float:
+    """The process's resident memory now, MiB (the baseline a job's estimate adds to)."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def _timing(start: float) -> dict[str, float]:
