@@ -1,8 +1,7 @@
-import re
-
 """Tests of widthlab.kernels against independent numpy/scipy integration of the recursion."""
 
 import math
+import re
 
 import numpy as np
 import pytest
