@@ -1,5 +1,7 @@
 """Mei–Montanari asymptotics and the HMRT baseline: internal consistency and simulation."""
 
+import itertools
+
 import numpy as np
 import pytest
 from conftest import sphere_points as sample_sphere
@@ -214,5 +216,5 @@ def test_the_ridgeless_risk_diverges_at_the_threshold_whenever_signal_or_noise_i
     # infinite peak, since the bias term B diverges too.
     gaps = (1e-1, 1e-2, 1e-3, 1e-4)
     risks = [mei_montanari_risk(1 + g, 1.0, signal=signal, noise=noise) for g in gaps]
-    assert all(b > 5 * a for a, b in zip(risks, risks[1:], strict=False))
+    assert all(b > 5 * a for a, b in itertools.pairwise(risks))
     assert risks[-1] > 1e3
