@@ -8,6 +8,7 @@ from widthlab.gradient_descent import (
     default_learning_rate,
     gradient_descent,
     gradient_descent_closed_form,
+    gradient_descent_dual,
 )
 from widthlab.models.random_features import draw_features, feature_activations
 from widthlab.solvers import (
@@ -125,10 +126,15 @@ def test_gradient_descent_explicit_matches_closed_form(n, d):
     for t, beta_t in zip(steps[1:], closed[1:], strict=True):
         assert rel(gradient_descent(h, y, t), beta_t) <= 1e-8
         assert rel(gradient_descent_closed_form(h, y, t, route="primal"), beta_t) <= 1e-8
+        # The dual iteration gives the same iterates, step for step (β_t = Hᵀc_t).
+        assert rel(gradient_descent_dual(h, y, t, lr), gradient_descent(h, y, t, lr)) <= 1e-10
     # Oscillating modes (1 < ηs/n < 2) take the other branch of (1 − x)^t.
     explicit = gradient_descent(h, y, 50, 1.8 * lr)
     closed_big = gradient_descent_closed_form(h, y, 50, 1.8 * lr)
     assert rel(explicit, closed_big) <= 1e-8
+    assert rel(gradient_descent_dual(h, y, 50, 1.8 * lr, h @ h.T), explicit) <= 1e-10
+    with pytest.raises(ValueError, match="HHᵀ"):
+        gradient_descent_dual(h, y, 5, lr, h.T @ h)
 
 
 @pytest.mark.parametrize(("n", "d"), [(40, 150), (80, 30)])

@@ -64,6 +64,29 @@ def gradient_descent(
     return beta
 
 
+def gradient_descent_dual(
+    h: np.ndarray, y: np.ndarray, steps: int, lr: float, kernel: np.ndarray | None = None
+) -> np.ndarray:
+    """The same β_T as `gradient_descent`, iterated in the n-dimensional dual.
+
+    From β₀ = 0 every update (η/n)Hᵀ(y − Hβ_t) lies in the row space of H, so β_t = Hᵀc_t
+    with c₀ = 0 and c_{t+1} = c_t + (η/n)(y − K c_t), K = HHᵀ: the identical iterates, at
+    O(n²) per step instead of O(nd) (d ≫ n in the interpolating regime). This is still the
+    explicit step-by-step iteration, not the spectral formula of
+    `gradient_descent_closed_form`, so comparing the two checks one against the other.
+    `kernel`: K when the caller has it (it must be HHᵀ of this H).
+    """
+    h, y = _problem(h, y)
+    k = h @ h.T if kernel is None else np.asarray(kernel, dtype=np.float64)
+    if k.shape != (h.shape[0], h.shape[0]):
+        raise ValueError(f"kernel must be HHᵀ, shape {(h.shape[0],) * 2}; got {k.shape}")
+    c = np.zeros(h.shape[0])
+    step = float(lr) / h.shape[0]
+    for _ in range(int(steps)):
+        c += step * (y - k @ c)
+    return h.T @ c
+
+
 def gradient_descent_closed_form(
     h: np.ndarray,
     y: np.ndarray,

@@ -23,9 +23,10 @@ record):
 and, for ridgeless fits with d ≥ n on regression data, the KKT check of min ‖β‖² s.t. Hβ = y
 (primal feasibility, stationarity, against an independent least-squares solve) and gradient
 descent from β₀ = 0 (`widthlab.gradient_descent`): the closed form at t = ∞ against β̂, the
-explicit iteration against the closed form after `study.gd_check_steps` steps, the steps
-after which ‖β_t − β̂‖/‖β̂‖ ≤ `study.gd_tolerance` is guaranteed, log(tol)/log(1 − η s_min/n)
-(the slowest mode's contraction), and the excess risk of early-stopped GD at `study.gd_times`.
+explicit iteration (in the dual, β_t = Hᵀc_t) against the closed form after
+`study.gd_check_steps` steps, the steps after which ‖β_t − β̂‖/‖β̂‖ ≤ `study.gd_tolerance` is
+guaranteed, log(tol)/log(1 − η s_min/n) (the slowest mode's contraction), and the excess risk
+of early-stopped GD at `study.gd_times`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import torch
 from omegaconf import DictConfig
 
 from widthlab.data import Dataset
-from widthlab.gradient_descent import gradient_descent, gradient_descent_closed_form
+from widthlab.gradient_descent import gradient_descent_closed_form, gradient_descent_dual
 from widthlab.kernels import random_features_kernel
 from widthlab.models.random_features import draw_features, feature_activations
 from widthlab.rf_theory import mei_montanari_risk
@@ -110,7 +111,9 @@ def measure(cfg: DictConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = {"n_train": n, "dim": dim}
     for d, route, gram in nested_grams(s_train, widths):
         scale = 1.0 / math.sqrt(d)
-        h_train, h_test = s_train[:, :d] * scale, s_test[:, :d] * scale
+        h_train = s_train[:, :d] * scale
+        # Test features stay an unscaled view (no [m, d] copy per width): H_test β = S_test β/√d.
+        h_test = _ScaledView(s_test[:, :d], scale)
         eig = np.linalg.eigh(gram)
         solutions = ridge_path(h_train, ds.y_train, ridges, route=route, eigh=eig)
         for ridge, sol in zip(ridges, solutions, strict=True):
@@ -132,20 +135,22 @@ def measure(cfg: DictConfig) -> dict[str, Any]:
                     noise=st["noise"],
                 )
             if ridge == 0 and d >= n and ds.task == "regression":
-                out.update(gradient_descent_checks(s, ds, h_train, h_test, sol, eig))
+                out.update(gradient_descent_checks(s, ds, h_train, h_test, sol, gram, eig))
             metrics[f"width={d},ridge={ridge:g}"] = out
     return metrics
 
 
-def gradient_descent_checks(s, ds, h_train, h_test, solution, eig) -> dict[str, Any]:
+def gradient_descent_checks(s, ds, h_train, h_test, solution, gram, eig) -> dict[str, Any]:
     """KKT residuals of β̂ and how gradient descent from zero reaches it; the width's Gram
-    eigendecomposition gives the learning rate, the slowest mode and the closed form."""
+    K = HHᵀ runs the explicit iteration in the dual (`gradient_descent_dual`, the same
+    iterates at O(n²) a step), its eigendecomposition gives the learning rate, the slowest
+    mode and the closed form."""
     y, beta_min_norm = ds.y_train, solution.beta
     kkt = kkt_residuals(h_train, y, beta_min_norm)
     eigenvalues = solution.gram_eigenvalues  # of HHᵀ, ascending
     lr = len(y) / float(eigenvalues[-1])  # η = 1/λ_max((1/n)HᵀH)
     steps = int(s.gd_check_steps)
-    explicit = gradient_descent(h_train, y, steps, lr)
+    explicit = gradient_descent_dual(h_train, y, steps, lr, gram)
     times = [float(t) for t in s.gd_times]
     beta_inf, closed, *betas = gradient_descent_closed_form(
         h_train, y, np.asarray([np.inf, steps, *times]), lr, route="kernel", eigh=eig
@@ -155,7 +160,9 @@ def gradient_descent_checks(s, ds, h_train, h_test, solution, eig) -> dict[str, 
     rate = lr * eigenvalues[0] / len(y)
     tol = float(s.gd_tolerance)
     steps_needed = np.log(tol) / np.log1p(-rate) if 0 < rate < 1 else float("inf")
-    early = [float(np.mean((h_test @ b - ds.extras["f_test"]) ** 2)) for b in betas]
+    early_predictions = h_test @ np.stack(betas, axis=1)  # [m, len(times)]
+    f_test = np.asarray(ds.extras["f_test"]).reshape(-1, 1)
+    early = [float(v) for v in np.mean((early_predictions - f_test) ** 2, axis=0)]
     return {
         "kkt_feasibility": kkt.primal_feasibility,
         "kkt_stationarity": kkt.stationarity,
@@ -166,6 +173,16 @@ def gradient_descent_checks(s, ds, h_train, h_test, solution, eig) -> dict[str, 
         "gd_times": times,
         "gd_excess_risk": early,
     }
+
+
+class _ScaledView:
+    """A feature block S[:, :d] times 1/√d, multiplied without forming the scaled copy."""
+
+    def __init__(self, block: np.ndarray, scale: float):
+        self.block, self.scale = block, scale
+
+    def __matmul__(self, other: np.ndarray) -> np.ndarray:
+        return (self.block @ other) * self.scale
 
 
 def peak_memory(cfg: Mapping[str, Any]) -> float:
