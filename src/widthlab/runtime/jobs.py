@@ -272,11 +272,9 @@ def _compute(cfg, study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, 
         "code_hash": plan.code_hash,
         "config": plan.config,
         "provenance": provenance(),
-        "memory": {
-            "estimate_mb": round(job.peak_memory(resolved) / 2**20, 1),
-            "baseline_mb": round(_rss_mb(), 1),
-        },
+        "memory": {"estimate_mb": round(job.peak_memory(resolved) / 2**20, 1)},
     }
+    baseline_mb = round(_rss_mb(), 1)
     tags = {
         "widthlab.key": plan.key,
         "widthlab.study": record["study"],
@@ -307,7 +305,7 @@ def _compute(cfg, study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, 
         except Exception as exc:  # one failed cell must not stop the sweep
             log.error("job %s failed:\n%s", plan.key, traceback.format_exc())
             record.update(status="failed", reason=f"{type(exc).__name__}: {exc}", metrics={})
-            record["timing"] = _timing(start)
+            record["timing"] = _timing(start, baseline_mb)
             run.mark_failed(record["reason"])
             atomic_write_json(plan.path, record)
             log.info(
@@ -318,7 +316,7 @@ def _compute(cfg, study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, 
             return record
         finally:
             _ACTIVE_RUN.reset(token)
-        record.update(status="ok", metrics=metrics, timing=_timing(start))
+        record.update(status="ok", metrics=metrics, timing=_timing(start, baseline_mb))
         run.log_metrics({**numeric_metrics(metrics), "seconds": record["timing"]["seconds"]})
     atomic_write_json(plan.path, record)
     log.info(
@@ -336,11 +334,17 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def _timing(start: float) -> dict[str, float]:
+def _timing(start: float, baseline_mb: float) -> dict[str, float]:
+    """What the run measured of itself (it varies between runs, unlike the rest of the
+    record): seconds, the process's resident memory when the job started, and its peak."""
     # ru_maxrss is the process's peak so far (KiB on Linux): the job's own peak when the job
     # runs alone in its process, an upper bound on it otherwise.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": time.perf_counter() - start, "process_peak_rss_mb": round(peak, 1)}
+    return {
+        "seconds": time.perf_counter() - start,
+        "baseline_rss_mb": baseline_mb,
+        "process_peak_rss_mb": round(peak, 1),
+    }
 
 
 def job_identity(cfg: DictConfig) -> dict[str, Any]:
