@@ -12,6 +12,7 @@ from widthlab.empirical import (
     empirical_ntk,
     network_nngp,
     network_seed,
+    release_workspace,
 )
 from widthlab.models.mlp import MLP
 
@@ -92,6 +93,25 @@ def test_symmetric_and_positive_semidefinite():
     assert eigenvalues.min() > -1e-10 * eigenvalues.max()
     # The block-triangular symmetric path agrees with the general two-set path.
     assert _rel_max(theta, empirical_ntk(model, x, x.clone())) < 1e-12
+
+
+def test_reused_buffers_never_leak_between_calls():
+    """The structured path keeps its scratch buffers between calls: results already returned
+    stay put, and a call after other models, sizes and point sets gives what a fresh one does."""
+    x, y = _points(300, 4, 7), _points(9, 4, 8)
+    first = MLP(4, 32, 2, 1, "relu", "ntk", 1.0, 0.2, seed=1, dtype=F64)
+    second = MLP(4, 32, 2, 1, "relu", "ntk", 1.4, 0.1, seed=2, dtype=F64)
+    theta_first = empirical_ntk(first, x)
+    kept = theta_first.clone()
+    theta_second = empirical_ntk(second, x)
+    assert torch.equal(theta_first, kept)
+    assert _rel_max(theta_second, empirical_ntk(second, x, method="jacobian")) < 1e-10
+    cross = empirical_ntk(first, x, y)
+    narrower = empirical_ntk(MLP(4, 16, 2, 1, "tanh", seed=3, dtype=F64), y)
+    release_workspace()
+    assert torch.equal(empirical_ntk(first, x), kept)  # bitwise: same buffers or fresh ones
+    assert _rel_max(cross, empirical_ntk(first, x, y, method="jacobian")) < 1e-10
+    assert narrower.shape == (9, 9) and torch.equal(theta_first, kept)
 
 
 def test_generic_path_on_a_non_mlp_and_chunking():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from torch.func import functional_call, jacrev, vmap
 
 from widthlab.activations import get_activation
 from widthlab.checks import check_choice, check_int, check_nonnegative
-from widthlab.models.mlp import MLP
+from widthlab.models.mlp import MLP, ForwardCache
 
 NTK_METHODS = ("auto", "structured", "jacobian")
 NNGP_ESTIMATORS = ("outputs", "readout")
@@ -68,6 +69,53 @@ def _gram(a: torch.Tensor, b: torch.Tensor | None, out: torch.Tensor) -> torch.T
     return out
 
 
+# Out-of-place activations that can write into a given buffer (gelu has no out= variant).
+_ACTIVATION_INTO = {
+    "relu": lambda z, out: torch.clamp(z, min=0, out=out),
+    "erf": lambda z, out: torch.erf(z, out=out),
+    "tanh": lambda z, out: torch.tanh(z, out=out),
+}
+_workspace = threading.local()
+
+
+def _buffer(name: tuple, shape: tuple[int, ...], options: dict) -> torch.Tensor:
+    """A scratch tensor kept between calls of the structured NTK (per thread).
+
+    Every call allocates the same few n × width activations; a fresh large allocation is
+    page-faulted in on every call, which at width 16384 cost as much as the matmuls. The
+    buffers are reused while the sizes stay the same and dropped when they change, so at most
+    one call's worth is held. Contents are scratch: callers overwrite before reading.
+    """
+    key = (name, tuple(shape), options["dtype"], options["device"])
+    store = getattr(_workspace, "buffers", None)
+    if store is None:
+        store = _workspace.buffers = {}
+    if key not in store:
+        store[key] = torch.empty(shape, **options)
+    return store[key]
+
+
+def _forward_into(model: MLP, x: torch.Tensor, tag: int, options: dict) -> ForwardCache:
+    """`MLP.forward_with_cache` without the readout, writing z_l and h_l into reused buffers."""
+    layer_inputs, pre_activations = [x], []
+    into = _ACTIVATION_INTO.get(model.activation)
+    h = x
+    for index, layer in enumerate(model.layers[:-1]):
+        shape = (x.shape[0], layer.out_features)
+        z = _buffer(("z", tag, index), shape, options)
+        torch.addmm(layer.bias_multiplier * layer.bias, h, layer.weight.T,
+                    alpha=layer.weight_multiplier, out=z)  # fmt: skip
+        h = model.phi(z) if into is None else into(z, _buffer(("h", tag, index), shape, options))
+        pre_activations.append(z)
+        layer_inputs.append(h)
+    return ForwardCache(layer_inputs, pre_activations, None)
+
+
+def release_workspace() -> None:
+    """Drop the structured NTK's scratch buffers held by this thread."""
+    _workspace.buffers = {}
+
+
 def _structured_ntk(model: MLP, x1: torch.Tensor, x2: torch.Tensor | None) -> torch.Tensor:
     """Θ = Σ_l (G_l G_lᵀ) ⊙ (c_l² H_{l−1} H_{l−1}ᵀ + β_l²), never forming the n × P Jacobian.
 
@@ -80,13 +128,17 @@ def _structured_ntk(model: MLP, x1: torch.Tensor, x2: torch.Tensor | None) -> to
     layers = model.layers
     k = model.out_features
     sets = [x1] if x2 is None else [x1, x2]
-    caches = [model.forward_with_cache(x) for x in sets]
     n1, n2 = x1.shape[0], sets[-1].shape[0]
     options = {"dtype": x1.dtype, "device": x1.device}
-    # Zero-filled so that the lower block triangle, never written by _gram, stays finite.
+    signature = (n1, n2, tuple(layer.out_features for layer in layers), x2 is None)
+    if getattr(_workspace, "signature", None) != signature:
+        release_workspace()
+        _workspace.signature = signature
+    caches = [_forward_into(model, x, tag, options) for tag, x in enumerate(sets)]
     theta = torch.zeros(n1, n2, **options)
-    inputs_gram = torch.zeros(n1, n2, **options)
-    outputs_gram = torch.zeros(n1, n2, **options)
+    # Zero-filled so that the lower block triangle, never written by _gram, stays finite.
+    inputs_gram = _buffer(("inputs_gram",), (n1, n2), options).zero_()
+    outputs_gram = _buffer(("outputs_gram",), (n1, n2), options).zero_()
 
     def add_layer_term(layer: nn.Module, depth_index: int, g_gram: torch.Tensor | None) -> None:
         # Θ += (G Gᵀ) ⊙ (c² H Hᵀ + β²) for the layer whose input is h_{depth_index}.
@@ -130,7 +182,7 @@ def _structured_ntk(model: MLP, x1: torch.Tensor, x2: torch.Tensor | None) -> to
             )
             derivative.mul_(layer.weight_multiplier)
             if scratch[s] is None:
-                scratch[s] = torch.empty(n_s * k, layer.in_features, **options)
+                scratch[s] = _buffer(("back", s), (n_s * k, layer.in_features), options)
             back = torch.mm(g.reshape(n_s * k, -1), layer.weight, out=scratch[s])
             if k == 1:
                 grads[s] = derivative.mul_(back).unsqueeze(1)
