@@ -2,18 +2,16 @@
 
     python benchmarks/bench_analytic_kernels.py [--n 4096] [--depth 4] [--threads 2]
 
-Goal: relu, depth 4, n = 4096, float64, 2 CPU threads, x2 = None: ≤ 0.5 s. Times are medians of a
-few repeats after a warm-up; the machine may be shared, so the CPU time (all threads) is printed
-too as a load-independent hint.
+Goal: relu, depth 4, n = 4096, float64, 2 CPU threads, x2 = None: ≤ 0.5 s, with the speed-up
+over the plain recursion (full matrices, fresh temporaries, arccos) timed in the same run. The
+two alternate for `--rounds` rounds (benchmarks/harness.py).
 """
 
 import argparse
 import math
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from harness import alternate, report, verdict
 
 from widthlab.kernels import nngp_and_ntk
 
@@ -44,27 +42,13 @@ def plain_nngp_and_ntk(
     return sigma, theta
 
 
-def timed(
-    fn: Callable[[], object], repeats: int, warm_up: bool = True
-) -> tuple[float, float, object]:
-    """(median wall seconds, median CPU seconds, last result), after one warm-up call if asked."""
-    result = fn() if warm_up else None
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls), statistics.median(cpus), result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=4096)
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
@@ -74,30 +58,37 @@ def main() -> None:
         f"n={args.n} D={args.dim} depth={args.depth} float64 threads={args.threads} "
         f"w_std={w_std} b_std={b_std}"
     )
+    lines = [f"n={args.n} D={args.dim} depth={args.depth} float64 threads={args.threads} "
+             f"w_std={w_std} b_std={b_std}"]  # fmt: skip
     for activation in ("relu", "erf"):
-        fast_s, fast_cpu, (k, t) = timed(
-            lambda a=activation: nngp_and_ntk(
-                x, depth=args.depth, activation=a, w_std=w_std, b_std=b_std
-            ),
-            args.repeats,
-        )
-        plain_s, plain_cpu, (k0, t0) = timed(
-            lambda a=activation: plain_nngp_and_ntk(x, args.depth, a, w_std, b_std),
-            max(1, args.repeats // 4),  # the baseline is slow; one or two runs suffice
-            warm_up=False,  # the fast version already warmed up the same torch kernels
-        )
+        out = {}
+
+        def fast(a=activation, out=out):
+            out["fast"] = nngp_and_ntk(x, depth=args.depth, activation=a, w_std=w_std, b_std=b_std)
+
+        def plain(a=activation, out=out):
+            out["plain"] = plain_nngp_and_ntk(x, args.depth, a, w_std, b_std)
+
+        result = alternate(plain, fast, rounds=args.rounds)
+        (k, t), (k0, t0) = out["fast"], out["plain"]
         # Error on the kernel's scale, normalized by √(K(x,x)K(x',x')) entrywise.
         scale = [m.diagonal().sqrt() for m in (k0, t0)]
         err_k = ((k - k0).abs() / (scale[0][:, None] * scale[0][None, :])).max().item()
         err_t = ((t - t0).abs() / (scale[1][:, None] * scale[1][None, :])).max().item()
         assert err_k < 1e-7 and err_t < 1e-7, (err_k, err_t)  # plain relu: arccos(1 − eps) noise
-        goal = f"   goal <= {GOAL_S} s: {'met' if fast_s <= GOAL_S else 'NOT met'}"
-        print(
-            f"{activation:5s} nngp_and_ntk {fast_s:7.3f} s (cpu {fast_cpu:6.2f} s)   "
-            f"plain torch {plain_s:7.3f} s (cpu {plain_cpu:6.2f} s)   "
-            f"speed-up x{plain_s / fast_s:5.1f}   max scaled diff nngp {err_k:.1e} "
-            f"ntk {err_t:.1e}" + (goal if activation == "relu" else "")
-        )
+        lines += [
+            f"{activation}:",
+            "  " + result.line("nngp_and_ntk", result.candidate, " s"),
+            "  " + result.line("plain recursion", result.baseline, " s"),
+            "  " + result.line("speed-up", result.speedups),
+            f"  max scaled difference: nngp {err_k:.1e}, ntk {err_t:.1e}",
+        ]
+        if activation == "relu":
+            lines.append(f"  goal ≤ {GOAL_S} s: "
+                         f"{verdict(result.candidate, GOAL_S, False, result.busy)}")  # fmt: skip
+        lines.append(f"  load average before {result.load_before:.2f}, after "
+                     f"{result.load_after:.2f}")  # fmt: skip
+    report("bench_analytic_kernels", lines)
 
 
 if __name__ == "__main__":

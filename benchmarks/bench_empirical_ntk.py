@@ -1,23 +1,31 @@
 """Empirical NTK on CPU: the structured layer-by-layer path against Jacobian methods.
 
-    python benchmarks/bench_empirical_ntk.py [--quick] [--max-jacobian-gib 4]
+    python benchmarks/bench_empirical_ntk.py [--quick] [--rounds 5] [--max-jacobian-gib 4]
 
 Θ(X, X) for n = 512 points (D = 32) of a relu MLP in the NTK parameterization, float32, depths
 1–3 and widths 1024, 4096, 16384. Methods:
 
 * structured — `widthlab.empirical.empirical_ntk(method="structured")`;
-* vmap_jacrev — PyTorch's NTK tutorial: vmap(jacrev) per-parameter Jacobians of every point,
+* vmap_jacrev — PyTorch's NTK recipe: vmap(jacrev) per-parameter Jacobians of every point,
   then einsum("Naf,Mbf->NMab") per parameter and a sum;
-* autograd_loop — one backward pass per point into an n × P Jacobian J, then J Jᵀ.
+* autograd_loop — one backward pass per point into an n × P Jacobian J, then J Jᵀ (timed once,
+  for scale only; it runs for P ≤ 200,000).
 
-Each (method, size) runs in a fresh subprocess. Time: median of repeats after one warm-up
-call. Memory: growth of the process's peak resident set (ru_maxrss) during the warm-up call
-over its peak after setup (torch imported, model and inputs built) — the extra memory the
-method needed, a lower bound when setup itself peaked higher. Jacobian methods are skipped
-when the n × P float32 Jacobian alone would exceed --max-jacobian-gib; the per-point loop runs
-only for P ≤ 200,000. FLOP rate: the structured path's matmul FLOPs (forward, backward
-recursion, block-triangular Grams) over its time, next to the rate of the very same torch.mm
-calls run back to back on preallocated buffers.
+Each size runs in a fresh subprocess, where structured and vmap_jacrev alternate for
+`--rounds` rounds after a warm-up each (benchmarks/harness.py); the speedup is vmap_jacrev's
+time over structured's, per round. Jacobian methods are skipped when the n × P float32
+Jacobian alone would exceed --max-jacobian-gib.
+
+FLOP rate: the structured path's matmul FLOPs (forward, backward recursion, block-triangular
+Grams) over its time, against the very same torch.mm calls run back to back on preallocated
+buffers, alternating with the structured path. Where the structured path also streams its
+n × width activations (the forward's bias copy and activation, φ', the multiplication by the
+readout weights: 4 passes of read + write per hidden layer), a second baseline adds those
+passes as plain copies on preallocated buffers (the memory-bandwidth floor); the goal is
+≥ 80% of the mm rate, or ≥ 80% of this floor where the passes are a large share of the time.
+
+Memory: growth of the process's peak resident set (ru_maxrss) during one call of a method in
+its own fresh subprocess, over its peak after setup (`--memory`).
 """
 
 from __future__ import annotations
@@ -25,12 +33,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
+
+from harness import Comparison, alternate, load_average, report, verdict
 
 N_POINTS = 512
 INPUT_DIM = 32
@@ -46,8 +55,8 @@ def parameter_count(width: int, depth: int) -> int:
 
 def structured_matmuls(n: int, width: int, depth: int) -> list[tuple[int, int, int]]:
     """(rows, inner, cols) of every torch.mm the structured path does; Grams blocked as _gram."""
-    fans = [INPUT_DIM] + [width] * depth + [1]
-    shapes = [(n, i, o) for i, o in itertools.pairwise(fans)]  # forward
+    fans = [INPUT_DIM] + [width] * depth
+    shapes = [(n, i, o) for i, o in itertools.pairwise(fans)]  # forward (no readout)
     shapes += [(n, width, width)] * (depth - 1)  # G_{l−1} = (G_l c_l W_l) ⊙ φ'
     blocks = max(1, min(4, n // 128))
     step = -(-n // blocks)
@@ -56,21 +65,7 @@ def structured_matmuls(n: int, width: int, depth: int) -> list[tuple[int, int, i
     return shapes
 
 
-def _time(fn, budget_s: float, max_repeats: int) -> tuple[float, float, int]:
-    """(warm-up seconds, median seconds, repeats) for fn()."""
-    start = time.perf_counter()
-    fn()
-    warm = time.perf_counter() - start
-    repeats = max(1, min(max_repeats, int(budget_s / max(warm, 1e-6))))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return warm, statistics.median(times), repeats
-
-
-def worker(method: str, depth: int, width: int, budget_s: float, max_repeats: int) -> dict:
+def worker(depth: int, width: int, rounds: int, with_jacobian: bool, with_loop: bool) -> dict:
     import torch
     from torch.func import functional_call, jacrev, vmap
 
@@ -101,134 +96,169 @@ def worker(method: str, depth: int, width: int, budget_s: float, max_repeats: in
         jac = torch.stack(rows)
         return jac @ jac.T
 
-    fn = {"structured": structured, "vmap_jacrev": vmap_jacrev, "autograd_loop": autograd_loop}
+    shapes = structured_matmuls(N_POINTS, width, depth)
+    operands = {s: (torch.randn(s[0], s[1]), torch.randn(s[1], s[2]), torch.empty(s[0], s[2]))
+                for s in set(shapes)}  # fmt: skip
+    streams = [(torch.randn(N_POINTS, width), torch.empty(N_POINTS, width)) for _ in range(4)]
+
+    def plain_mm():
+        for shape in shapes:
+            a, b, out = operands[shape]
+            torch.mm(a, b, out=out)
+
+    def plain_floor():
+        plain_mm()
+        for _ in range(depth):
+            for src, dst in streams:
+                dst.copy_(src)
+
+    out: dict = {"flops": sum(2 * m * k * n for m, k, n in shapes)}
+    out["mm"] = vars(alternate(plain_mm, structured, rounds))
+    out["floor"] = vars(alternate(plain_floor, structured, rounds))
+    if with_jacobian:
+        out["jacobian"] = vars(alternate(vmap_jacrev, structured, rounds))
+    if with_loop:
+        autograd_loop()
+        start = time.perf_counter()
+        autograd_loop()
+        out["loop_s"] = time.perf_counter() - start
+    return out
+
+
+def memory_worker(method: str, depth: int, width: int) -> float:
+    """MiB of peak-RSS growth during one call of `method` in this (fresh) process."""
+    import torch
+
+    from widthlab.empirical import empirical_ntk
+    from widthlab.models.mlp import MLP
+
+    model = MLP(INPUT_DIM, width, depth, seed=0)
+    x = torch.randn(N_POINTS, INPUT_DIM, generator=torch.Generator().manual_seed(1))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    warm, median, repeats = _time(fn[method], budget_s, max_repeats)
-    peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    result = {"warm_s": warm, "median_s": median, "repeats": repeats, "peak_mib": peak_mib}
-    if method == "structured":
-        shapes = structured_matmuls(N_POINTS, width, depth)
-        operands = {}
-        for m, k, n in set(shapes):
-            operands[m, k, n] = (torch.randn(m, k), torch.randn(k, n), torch.empty(m, n))
-
-        def plain():
-            for shape in shapes:
-                a, b, out = operands[shape]
-                torch.mm(a, b, out=out)
-
-        result["flops"] = sum(2 * m * k * n for m, k, n in shapes)
-        result["plain_mm_s"] = _time(plain, budget_s, max_repeats)[1]
-    return result
+    empirical_ntk(model, x, method="structured" if method == "structured" else "jacobian")
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
 
 
-def run_worker(method: str, depth: int, width: int, quick: bool) -> dict | str:
-    budget, repeats = (0.5, 3) if quick else (2.0, 7)
-    args = [
-        sys.executable,
-        __file__,
-        "--worker",
-        json.dumps([method, depth, width, budget, repeats]),
-    ]
-    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+def subprocess_json(*args) -> dict | float | str:
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                          check=False)  # fmt: skip
     if proc.returncode != 0:
         return f"failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def fmt_s(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="widths 1024, 4096; depths 1, 2")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-jacobian-gib", type=float, default=4.0)
-    parser.add_argument(
-        "--sizes", help="only these depth x width pairs, e.g. 1x4096,2x1024 (the goal sizes)"
-    )
+    parser.add_argument("--memory", action="store_true", help="also measure peak memory")
+    parser.add_argument("--sizes", help="only these depth x width pairs, e.g. 1x4096,2x1024")
+    parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*json.loads(args.worker))))
         return
-
-    import torch
+    if args.memory_worker:
+        print(json.dumps(memory_worker(*json.loads(args.memory_worker))))
+        return
 
     depths = [1, 2] if args.quick else [1, 2, 3]
     widths = [1024, 4096] if args.quick else [1024, 4096, 16384]
-    print(
-        f"empirical NTK Θ(X, X): n = {N_POINTS}, D = {INPUT_DIM}, relu, ntk "
-        f"parameterization, float32, CPU, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
-    )
-    print(__doc__.split("\n\n", 3)[3].strip())
-    print(
-        f"load average before: {os.getloadavg()[0]:.2f} "
-        "(timings assume an otherwise idle machine)\n"
-    )
-    header = (
-        f"{'depth':>5} {'width':>6} {'P':>10} {'method':>13} {'median':>10} "
-        f"{'× struct':>9} {'peak MiB':>9}  notes"
-    )
-    print(header)
-    print("-" * len(header))
-    ratios = {}
-    flop_rates = {}
     sizes = [(d, w) for d in depths for w in widths]
     if args.sizes:
         sizes = [tuple(int(v) for v in item.split("x")) for item in args.sizes.split(",")]
+    lines = [
+        f"empirical NTK Θ(X, X): n = {N_POINTS}, D = {INPUT_DIM}, relu, ntk parameterization, "
+        f"float32, CPU; {args.rounds} alternating rounds per comparison",
+        f"load average before: {load_average():.2f}",
+        "",
+        f"{'depth':>5} {'width':>6} {'P':>10} {'structured':>11} {'vmap_jacrev':>11} "
+        f"{'speedup (median [range])':>26} {'mm rate':>18} {'floor rate':>18}  notes",
+    ]
+    print("\n".join(lines))
+    verdicts, busy = [], False
     for depth, width in sizes:
         p = parameter_count(width, depth)
         jacobian_gib = N_POINTS * p * 4 / 2**30
-        structured_s = None
-        for method in ["structured", "vmap_jacrev", "autograd_loop"]:
-            row = f"{depth:>5} {width:>6} {p:>10,} {method:>13} "
-            if method != "structured" and jacobian_gib > args.max_jacobian_gib:
-                print(
-                    row + f"{'skipped':>10}  n×P Jacobian {jacobian_gib:.1f} GiB > "
-                    f"{args.max_jacobian_gib:g} GiB"
-                )
-                continue
-            if method == "autograd_loop" and p > LOOP_MAX_PARAMETERS:
-                print(
-                    row + f"{'skipped':>10}  per-point loop only for P ≤ "
-                    f"{LOOP_MAX_PARAMETERS:,} (too slow beyond)"
-                )
-                continue
-            result = run_worker(method, depth, width, args.quick)
-            if isinstance(result, str):
-                print(row + f"{'—':>10}  {result}")
-                continue
-            seconds = result["median_s"]
-            if method == "structured":
-                structured_s = seconds
-            ratio = seconds / structured_s if structured_s else float("nan")
-            if method == "vmap_jacrev":
-                ratios[depth, width] = ratio
-            notes = f"{result['repeats']} repeats, warm-up {result['warm_s']:.3g} s"
-            if method == "structured":
-                rate = result["flops"] / seconds / 1e9
-                plain = result["flops"] / result["plain_mm_s"] / 1e9
-                flop_rates[depth, width] = rate / plain
-                notes += (
-                    f"; {rate:.0f} GFLOP/s vs plain torch.mm {plain:.0f} GFLOP/s "
-                    f"({rate / plain:.0%})"
-                )
-            print(row + f"{_fmt(seconds):>10} {ratio:>8.1f}× {result['peak_mib']:>9.0f}  " + notes)
-    print("\ngoals (vmap_jacrev time / structured time):")
-    for (depth, width), goal in GOALS.items():
-        got = ratios.get((depth, width))
-        verdict = "not measured" if got is None else ("met" if got >= goal else "NOT met")
-        shown = "—" if got is None else f"{got:.1f}×"
-        print(f"  depth {depth} width {width}: ≥ {goal:g}×, measured {shown}: {verdict}")
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
-    if flop_rates:
-        met = sum(r >= FLOP_RATE_GOAL for r in flop_rates.values())
-        print(
-            f"structured FLOP rate ≥ {FLOP_RATE_GOAL:.0%} of plain torch.mm: met at {met} of "
-            f"{len(flop_rates)} sizes (worst {min(flop_rates.values()):.0%})"
+        with_jacobian = jacobian_gib <= args.max_jacobian_gib
+        with_loop = p <= LOOP_MAX_PARAMETERS
+        result = subprocess_json(
+            "--worker", json.dumps([depth, width, args.rounds, with_jacobian, with_loop])
         )
-
-
-def _fmt(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+        row = f"{depth:>5} {width:>6} {p:>10,} "
+        if isinstance(result, str):
+            lines.append(row + result)
+            print(lines[-1])
+            continue
+        mm, floor = Comparison(**result["mm"]), Comparison(**result["floor"])
+        busy |= mm.busy or floor.busy
+        structured_s = statistics.median(mm.candidate + floor.candidate)
+        mm_rate, floor_rate = mm.speedups, floor.speedups  # baseline time / structured time
+        gflops = result["flops"] / structured_s / 1e9
+        notes = [f"{gflops:.0f} GFLOP/s"]
+        if with_jacobian:
+            jac = Comparison(**result["jacobian"])
+            busy |= jac.busy
+            speed = jac.speedups
+            jac_cell = fmt_s(statistics.median(jac.baseline))
+            speed_cell = (f"{statistics.median(speed):.1f}× "
+                          f"[{min(speed):.1f}, {max(speed):.1f}]")  # fmt: skip
+            if (depth, width) in GOALS:
+                goal = GOALS[depth, width]
+                verdicts.append(
+                    f"speedup over vmap_jacrev at depth {depth}, width {width} ≥ {goal:g}×: "
+                    f"median {statistics.median(speed):.1f}×, range [{min(speed):.1f}, "
+                    f"{max(speed):.1f}]: {verdict(speed, goal, True, jac.busy)}"
+                )
+        else:
+            jac_cell, speed_cell = "skipped", "—"
+            notes.append(f"n×P Jacobian {jacobian_gib:.1f} GiB > {args.max_jacobian_gib:g}")
+        if "loop_s" in result:
+            notes.append(f"autograd loop {fmt_s(result['loop_s'])}")
+        mm_cell = (f"{statistics.median(mm_rate):.0%} [{min(mm_rate):.0%}, "
+                   f"{max(mm_rate):.0%}]")  # fmt: skip
+        floor_cell = (f"{statistics.median(floor_rate):.0%} [{min(floor_rate):.0%}, "
+                      f"{max(floor_rate):.0%}]")  # fmt: skip
+        mm_verdict = verdict(mm_rate, FLOP_RATE_GOAL, True, mm.busy)
+        floor_verdict = verdict(floor_rate, FLOP_RATE_GOAL, True, floor.busy)
+        verdicts.append(
+            f"FLOP rate at depth {depth}, width {width} ≥ {FLOP_RATE_GOAL:.0%} of plain "
+            f"torch.mm: {mm_verdict}"
+            + ("" if mm_verdict == "MET" else f"; of the mm + streaming floor: {floor_verdict}")
+        )
+        if args.memory:
+            mib = {
+                m: subprocess_json("--memory-worker", json.dumps([m, depth, width]))
+                for m in (["structured", "jacobian"] if with_jacobian else ["structured"])
+            }
+            notes.append("peak MiB " + ", ".join(
+                f"{m} {v:.0f}" if isinstance(v, float) else f"{m} {v}" for m, v in mib.items()
+            ))  # fmt: skip
+        lines.append(
+            row + f"{fmt_s(structured_s):>11} {jac_cell:>11} {speed_cell:>26} "
+            f"{mm_cell:>18} {floor_cell:>18}  " + "; ".join(notes)
+        )
+        print(lines[-1])
+    lines += [
+        "",
+        "mm rate: plain torch.mm time / structured time, per round (structured's share of the "
+        "mm FLOP rate); floor rate: the same with the streaming passes added to the baseline.",
+        f"load average after: {load_average():.2f}" + ("  (busy)" if busy else ""),
+        "",
+        "verdicts:",
+        *[f"  {v}" for v in verdicts],
+    ]
+    print("\n".join(lines[-7:]))
+    if not args.no_write:
+        report("bench_empirical_ntk", lines, write=True, echo=False)
+        print("written to benchmarks/results/bench_empirical_ntk.txt")
 
 
 if __name__ == "__main__":

@@ -3,23 +3,26 @@
 n = 1000 training points on the sphere of radius √D (D = 32), y = ⟨β₁, x⟩ + 0.3ε, relu
 gaussian features, 60 widths log-spaced from 10 to 10 000, float64. Both sides get the same
 precomputed unscaled features σ(XA) (feature computation is not timed); the baseline solves
-each width from scratch with `numpy.linalg.lstsq` on H_d = S[:, :d]/√d. Prints both times,
-the ratio and the largest relative disagreement of the test errors.
+each width from scratch with `numpy.linalg.lstsq` on H_d = S[:, :d]/√d. The two alternate for
+`--rounds` rounds (benchmarks/harness.py); goal: the sweep ≥ 20× faster. Also prints the
+largest relative disagreement of the test errors.
 
-    python benchmarks/bench_rf_solvers.py [--repeats 3] [--blas-threads 1]
+    python benchmarks/bench_rf_solvers.py [--rounds 3] [--blas-threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from harness import alternate, report, verdict
 from threadpoolctl import threadpool_limits
 
 from widthlab.models.random_features import draw_features, feature_activations
 from widthlab.seeding import uniform_sphere
 from widthlab.width_sweep import width_sweep
+
+GOAL = 20.0
 
 
 def lstsq_loop(s_train, y, widths, s_test, y_test) -> np.ndarray:
@@ -37,7 +40,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--n-test", type=int, default=1000)
     parser.add_argument("--max-width", type=int, default=10_000)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--blas-threads", type=int, default=1, help="BLAS threads for both sides (0: leave)"
     )
@@ -55,24 +58,32 @@ def main() -> None:
     y, y_test = y_all[: args.n], y_all[args.n :]
     widths = np.unique(np.round(np.logspace(1, np.log10(args.max_width), 60)).astype(int))
 
-    t_sweep, t_loop = [], []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        res = width_sweep(s_train, y, widths, s_test, y_test, blas_threads=None)
-        t_sweep.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        ref = lstsq_loop(s_train, y, widths, s_test, y_test)
-        t_loop.append(time.perf_counter() - t0)
+    out = {}
+
+    def sweep():
+        out["sweep"] = width_sweep(s_train, y, widths, s_test, y_test, blas_threads=None)
+
+    def loop():
+        out["loop"] = lstsq_loop(s_train, y, widths, s_test, y_test)
+
+    result = alternate(loop, sweep, rounds=args.rounds)
+    res, ref = out["sweep"], out["loop"]
     sweep_err = res.test_error[0]
     rel = np.abs(sweep_err - ref) / np.abs(ref)
     worst = int(np.argmax(rel))
-    print(f"n={args.n} D={args.dim} widths={len(widths)} ({widths[0]}..{widths[-1]})")
-    print(f"width_sweep : {min(t_sweep):8.3f} s (best of {args.repeats})")
-    print(f"lstsq loop  : {min(t_loop):8.3f} s")
-    print(f"ratio       : {min(t_loop) / min(t_sweep):8.1f}x")
-    print(f"max rel. test-error disagreement: {rel.max():.2e} at d={widths[worst]}")
-    print(f"eigh fallbacks: {sum(m == 'eigh' for m in res.methods[0])}")
-    print(f"peak test error {sweep_err.max():.3g} at d={widths[np.argmax(sweep_err)]}")
+    lines = [
+        f"n={args.n} D={args.dim} widths={len(widths)} ({widths[0]}..{widths[-1]}), float64, "
+        f"{args.blas_threads or 'default'} BLAS thread(s)",
+        result.line("lstsq loop ", result.baseline, " s"),
+        result.line("width_sweep", result.candidate, " s"),
+        result.line("speed-up (loop / sweep)", result.speedups),
+        f"  goal ≥ {GOAL}×: {verdict(result.speedups, GOAL, True, result.busy)}",
+        f"max rel. test-error disagreement: {rel.max():.2e} at d={widths[worst]}",
+        f"eigh fallbacks: {sum(m == 'eigh' for m in res.methods[0])}; peak test error "
+        f"{sweep_err.max():.3g} at d={widths[np.argmax(sweep_err)]}",
+        f"load average before {result.load_before:.2f}, after {result.load_after:.2f}",
+    ]
+    report("bench_rf_solvers", lines)
     limits.restore_original_limits()
 
 

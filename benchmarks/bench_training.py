@@ -1,25 +1,27 @@
 """One training job through Lightning (MLflow logging on) against a plain torch loop.
 
 Width 1024, one hidden layer, n = 1000 Gaussian inputs (D = 64), 10 one-hot classes,
-1000 full-batch gradient-descent steps on the squared loss, float32, on the CPU (or
---device). Both sides start from the same network and run the same steps, and end at the
-same parameters (checked). The Lightning side is the study's path, `widthlab.runtime.training.
-train_network`: `TensorBatches`, the Trainer of conf/train/gd.yaml, EarlyStopping on the
-epoch's loss and `MLFlowLogger` into a run of a fresh SQLite store, curves every
-`--log-every` epochs. The plain loop does zero_grad/forward/backward/step and nothing else.
-Prints both times (best of --repeats) and the ratio; the goal is ≤ 1.3×.
+1000 full-batch gradient-descent steps on the squared loss, float32, one torch thread, on
+the CPU. Both sides start from the same network, run the same steps and end at the same
+parameters (checked). The Lightning side is the studies' path,
+`widthlab.runtime.training.train_network`: `TensorBatches`, the Trainer of
+conf/train/gd.yaml, the stopping rules, and `MLFlowLogger` into a run of a fresh SQLite
+store with curves every `--log-every` steps. The plain loop does zero_grad / forward /
+backward / step and nothing else. The two alternate for `--rounds` rounds (benchmarks/
+harness.py); goals: Lightning ≤ 1.1× the plain loop, and ≤ 0.4 ms of overhead per step.
 
-    python benchmarks/bench_training.py [--steps 1000] [--width 1024] [--repeats 3]
+    python benchmarks/bench_training.py [--steps 1000] [--width 1024] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from harness import alternate, report, verdict
 from omegaconf import OmegaConf
 
 from widthlab.models.mlp import MLP
@@ -28,6 +30,7 @@ from widthlab.runtime.tracking import JobRun
 from widthlab.runtime.training import train_network
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "train" / "gd.yaml"
+RATIO_GOAL, OVERHEAD_GOAL_MS = 1.1, 0.4
 
 
 def plain_loop(model, x, y, steps, lr):
@@ -48,25 +51,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--lr", type=float, default=0.5)
     parser.add_argument("--log-every", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    device = torch.device(args.device)
+    torch.set_num_threads(1)  # as every job runs (conf/config.yaml: threads)
 
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(args.n, args.dim, generator=g).to(device)
+    x = torch.randn(args.n, args.dim, generator=g)
     y = torch.nn.functional.one_hot(torch.randint(10, (args.n,), generator=g), 10).float()
-    y = y.to(device)
 
     def network():
-        return MLP(args.dim, args.width, 1, out_features=10, seed=1, device=device)
+        return MLP(args.dim, args.width, 1, out_features=10, seed=1)
 
     train = OmegaConf.to_container(OmegaConf.load(CONF))
     train.update(max_steps=args.steps, lr=args.lr, log_every_n_epochs=args.log_every)
-    if device.type == "cpu":
-        train["trainer"]["accelerator"] = "cpu"
-
-    t_plain, t_lightning = [], []
+    train["trainer"]["accelerator"] = "cpu"
+    ends = {}
     with tempfile.TemporaryDirectory() as tmp:
         from mlflow import MlflowClient
 
@@ -74,36 +73,44 @@ def main() -> None:
         client = MlflowClient(uri)
         experiment = client.create_experiment("bench")
         cfg = {"train": train, "tracking": {"uri": uri}, "seed": 0}
-        for _ in range(args.repeats):
-            reference = network()
-            t0 = time.perf_counter()
-            plain_loop(reference, x, y, args.steps, args.lr)
-            t_plain.append(time.perf_counter() - t0)
 
+        def plain():
+            model = network()
+            plain_loop(model, x, y, args.steps, args.lr)
+            ends["plain"] = model
+
+        def lightning():
             model = network()
             run = client.create_run(experiment)
             token = jobs._ACTIVE_RUN.set(JobRun(client, run.info.run_id))
             try:
-                t0 = time.perf_counter()
                 train_network(cfg, model, x, y, {"train": (x, y)}, classification=True)
-                t_lightning.append(time.perf_counter() - t0)
             finally:
                 jobs._ACTIVE_RUN.reset(token)
-            gap = max(
-                float((a.detach().cpu() - b.detach().cpu()).abs().max())
-                for a, b in zip(model.parameters(), reference.parameters(), strict=True)
-            )
-        logged = len(client.get_metric_history(run.info.run_id, "epoch/train_loss"))
+            ends["lightning"], ends["run"] = model, run.info.run_id
 
-    plain, lightning = min(t_plain), min(t_lightning)
-    print(
-        f"width {args.width}, n {args.n}, {args.steps} full-batch steps on {device}, "
-        f"{torch.get_num_threads()} torch threads"
+        result = alternate(plain, lightning, rounds=args.rounds)
+        logged = len(client.get_metric_history(ends["run"], "epoch/train_loss"))
+    gap = max(
+        float((a.detach() - b.detach()).abs().max())
+        for a, b in zip(ends["lightning"].parameters(), ends["plain"].parameters(), strict=True)
     )
-    print(f"plain torch loop     : {plain:.2f} s ({1e3 * plain / args.steps:.2f} ms/step)")
-    print(f"Lightning + MLflow   : {lightning:.2f} s ({logged} curve points logged)")
-    print(f"ratio Lightning/plain: {lightning / plain:.3f}  (goal <= 1.3)")
-    print(f"largest parameter difference at the end: {gap:.2e}")
+    overheads = [1e3 * (c - b) / args.steps for b, c in zip(result.baseline, result.candidate,
+                                                             strict=True)]  # fmt: skip
+    lines = [
+        f"width {args.width}, n {args.n}, {args.steps} full-batch GD steps, float32, 1 thread",
+        result.line("plain torch loop  ", result.baseline, " s"),
+        result.line("Lightning + MLflow", result.candidate, " s") + f" ({logged} curve points)",
+        result.line("ratio Lightning/plain", result.ratios),
+        f"  goal ≤ {RATIO_GOAL}×: {verdict(result.ratios, RATIO_GOAL, False, result.busy)}",
+        f"overhead per step: median {statistics.median(overheads):.3f} ms, range "
+        f"[{min(overheads):.3f}, {max(overheads):.3f}] ms",
+        f"  goal ≤ {OVERHEAD_GOAL_MS} ms: "
+        f"{verdict(overheads, OVERHEAD_GOAL_MS, False, result.busy)}",
+        f"largest parameter difference at the end: {gap:.2e}",
+        f"load average before {result.load_before:.2f}, after {result.load_after:.2f}",
+    ]
+    report("bench_training", lines)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,133 @@
+"""What every benchmark shares: alternating timings, medians with their spread, the machine
+and its load, and a verdict that refuses to call a goal met on a busy machine.
+
+A goal is a ratio measured in one run against a baseline timed in the same run: baseline
+and candidate alternate (B, C, B, C, …) after one warm-up each, so a change of load hits
+both; the ratio is taken per round and summarized by its median and its range. The verdict
+is
+
+* MET / NOT MET when the whole range of the per-round ratios lies on one side of the goal;
+* UNDECIDED (spread) when the range straddles the goal;
+* UNDECIDED (busy) when the 1-minute load average exceeded 1 before or after the runs:
+  on 2 cores another process then competes for them and the timings are not results.
+
+`report(name, lines)` prints the lines and writes them, under a header with the date and the
+machine, to `benchmarks/results/<name>.txt`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BUSY_LOAD = 1.0
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def machine() -> str:
+    """One line: the date, the CPU, its cores, the software and what can skew the timings."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numpy
+    import torch
+
+    return (
+        f"{datetime.date.today().isoformat()}, {cpu}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), numpy {numpy.__version__}, "
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}"
+    )
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+@dataclass
+class Comparison:
+    """Per-round times of a baseline and a candidate, and the load around them."""
+
+    baseline: list[float]
+    candidate: list[float]
+    load_before: float
+    load_after: float
+
+    @property
+    def ratios(self) -> list[float]:
+        """Candidate time over baseline time, round by round."""
+        return [c / b for b, c in zip(self.baseline, self.candidate, strict=True)]
+
+    @property
+    def speedups(self) -> list[float]:
+        """Baseline time over candidate time, round by round."""
+        return [b / c for b, c in zip(self.baseline, self.candidate, strict=True)]
+
+    def line(self, what: str, values: list[float], unit: str = "×") -> str:
+        return (f"{what}: median {statistics.median(values):.3f}{unit}, range "
+                f"[{min(values):.3f}, {max(values):.3f}] over {len(values)} rounds")  # fmt: skip
+
+    @property
+    def busy(self) -> bool:
+        return max(self.load_before, self.load_after) > BUSY_LOAD
+
+
+def alternate(baseline: Callable[[], object], candidate: Callable[[], object],
+              rounds: int = 5, warmup: bool = True) -> Comparison:  # fmt: skip
+    """Time `baseline` and `candidate` alternately, `rounds` times each (after a warm-up)."""
+    load_before = load_average()
+    if warmup:
+        baseline()
+        candidate()
+    b, c = [], []
+    for _ in range(rounds):
+        b.append(timed(baseline))
+        c.append(timed(candidate))
+    return Comparison(b, c, load_before, load_average())
+
+
+def verdict(values: list[float], goal: float, at_least: bool, busy: bool) -> str:
+    """MET / NOT MET / UNDECIDED for per-round values against a goal (module docstring)."""
+    if busy:
+        return f"UNDECIDED (busy: load average above {BUSY_LOAD:g}; rerun on a quiet machine)"
+    lo, hi = min(values), max(values)
+    if at_least:
+        if lo >= goal:
+            return "MET"
+        if hi < goal:
+            return "NOT MET"
+    else:
+        if hi <= goal:
+            return "MET"
+        if lo > goal:
+            return "NOT MET"
+    return f"UNDECIDED (spread: the range [{lo:.3f}, {hi:.3f}] straddles the goal {goal:g})"
+
+
+def report(name: str, lines: list[str], write: bool = True, echo: bool = True) -> None:
+    """Print `lines` (unless `echo` is False) and write them under a header to
+    benchmarks/results/<name>.txt."""
+    header = [f"# {name}", f"# {machine()}", f"# load average at the end: {load_average():.2f}"]
+    text = "\n".join([*header, *lines]) + "\n"
+    if echo:
+        print(text, end="")
+    if write:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{name}.txt").write_text(text)
