@@ -83,6 +83,42 @@ def test_joblib_and_submitit_give_the_records_of_the_basic_launcher(digits_dir):
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == parents
 
 
+def test_a_stage_on_parallel_workers_gives_each_sweep_its_own_children(digits_dir):
+    """One stage runs three sweeps in one process; joblib reuses its worker processes across
+    them, so whatever a sweep tells its jobs (its parent run, its size) must reach workers
+    started for an earlier sweep: every child belongs to its own sweep's parent."""
+    uri = f"sqlite:///{digits_dir}/s.db"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "pipelines" / "stage.py"), "study=ntk_convergence",
+         "profile=smoke", "hydra/launcher=cores", "hydra.launcher.n_jobs=2",
+         "profile.study.ntk_convergence.widths=32", "profile.study.ntk_convergence.depths=1",
+         "profile.study.ntk_convergence.seeds=0", "profile.study.ntk_convergence.mc_widths=8",
+         "profile.study.ntk_convergence.circle_widths=32", f"tracking.uri={uri}"],
+        cwd=digits_dir, env=subprocess_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = proc.stdout + proc.stderr
+    assert "[2/2] ntk_convergence model.activation" in log  # each sweep's own size
+    assert "[1/1] ntk_convergence study.circle.width=32" in log
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("ntk_convergence").experiment_id])
+    sweep_of = {
+        r.info.run_id: r.data.tags["widthlab.sweep"]
+        for r in runs
+        if r.data.tags.get("widthlab.role") == "sweep"
+    }
+    assert sorted(sweep_of.values()) == [
+        "ntk_convergence", "ntk_convergence/circle", "ntk_convergence/mc"
+    ]  # fmt: skip
+    children = [r for r in runs if "widthlab.key" in r.data.tags]
+    assert len(children) == 5
+    sweep_of_job = {"kernels": "ntk_convergence", "mc_nngp": "ntk_convergence/mc",
+                    "circle": "ntk_convergence/circle"}  # fmt: skip
+    for child in children:
+        expected = sweep_of_job[child.data.tags["widthlab.job"]]
+        assert sweep_of[child.data.tags["mlflow.parentRunId"]] == expected
+
+
 def test_a_killed_sweep_resumes_without_recomputing_or_duplicating(digits_dir):
     uri = f"sqlite:///{digits_dir}/s.db"
     args = ["-m", "study=ntk_convergence", "profile=smoke", f"tracking.uri={uri}"]

@@ -110,6 +110,13 @@ def test_a_sweep_is_planned_and_checked_job_by_job(smoke_data, tmp_path):
     plan = plan_sweep(cfg)
     assert len(plan.plans) == 3 * 2 * 2 * 2 and not any(plan.cached)
     assert plan.definition["model.activation"] == ["relu", "erf"]
+    # A sweeper param with one value is a plain override, and every job still gets it.
+    with open_dict(cfg):
+        cfg.hydra.sweeper.params["model.width"] = "48"
+    single = plan_sweep(cfg)
+    assert len(single.plans) == 2 * 2 * 2
+    assert {r["model"]["width"] for r in single.resolved} == {48}
+    assert all("model.width=48" in p.key for p in single.plans)
     with open_dict(cfg):
         cfg.hydra.sweeper.params["model.depth"] = "1,2,0"  # the last job is the bad one
     with pytest.raises(ConfigError, match=r"^model\.depth=0 is not allowed"):

@@ -63,13 +63,15 @@ def job_overrides(config: DictConfig) -> list[list[str]]:
 
 
 def compose_jobs(config: DictConfig) -> list[DictConfig]:
-    """Every job's config. The multirun's config already has every fixed override applied;
-    each job's swept values are applied to a copy of it (fast), unless the sweep runs over a
-    config group, whose jobs Hydra composes itself."""
+    """Every job's config. The multirun's config already has the command line's fixed
+    overrides applied, but not the sweeper's params (swept or single-valued: a profile's
+    one-width list is a plain value); those are applied to a copy of it (fast), unless the
+    sweep runs over a config group, whose jobs Hydra composes itself."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
-    swept = set(swept_values(config))
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    swept = set(swept_values(config)) | set(params)
     task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
     groups = set(OmegaConf.select(config, "hydra.runtime.choices", default={}) or {})
     jobs = []
@@ -173,6 +175,24 @@ def plan_sweep(config: DictConfig) -> SweepPlan:
     return SweepPlan(study, sweep, resolved, plans, cached, definition)
 
 
+def pass_to_jobs(config: DictConfig, env: dict[str, str]) -> None:
+    """Give every job of this multirun the environment variables `env`, whatever launches it.
+
+    Set here, they reach jobs run in this process; but a parallel launcher's workers may
+    have started before (joblib reuses its worker processes across the sweeps of a stage),
+    and a cluster job starts elsewhere. So they also become Hydra overrides of
+    `hydra.job.env_set`, which the launcher composes into each job's config and Hydra sets
+    around the job wherever it runs.
+    """
+    from omegaconf import read_write
+
+    os.environ.update(env)
+    with read_write(config.hydra):
+        config.hydra.overrides.hydra.extend(
+            [f"++hydra.job.env_set.{key}='{value}'" for key, value in env.items()]
+        )
+
+
 class SweepCallback(Callback):
     """Plans and checks every job, writes the manifest, opens the parent run (module doc)."""
 
@@ -195,11 +215,18 @@ class SweepCallback(Callback):
             raise SystemExit(2) from None
         log.info("checked %d jobs (%d cached)", len(plan.plans), sum(plan.cached))
         self._write_manifest(plan)
-        os.environ["WIDTHLAB_SWEEP_SIZE"] = str(len(plan.plans))
-        os.environ["WIDTHLAB_SWEEP_START"] = repr(time.time())
+        from widthlab.runtime.jobs import SWEEP_SIZE_ENV, SWEEP_START_ENV
+
+        pass_to_jobs(
+            config, {SWEEP_SIZE_ENV: str(len(plan.plans)), SWEEP_START_ENV: repr(time.time())}
+        )
         tracking = plan.resolved[0]["tracking"]
         if tracking["enabled"]:
             self._open_parent(plan, str(tracking["uri"]))
+        if self.parent_id is not None:
+            from widthlab.runtime.tracking import PARENT_ENV
+
+            pass_to_jobs(config, {PARENT_ENV: self.parent_id})
 
     @staticmethod
     def _write_manifest(plan: SweepPlan) -> None:
