@@ -230,7 +230,8 @@ class StackedOptimizer:
 
     def select(self, keep: torch.Tensor) -> None:
         """Follow `StackedMLP.select`: keep the learning rates and moments of `keep`."""
-        self.lrs = self.lrs[keep.to(self.lrs.device)]
+        keep = keep.to(self.lrs.device)
+        self.lrs = self.lrs[keep]
         if self.optimizer == "adam":
             self.moments = [(m[keep], v[keep]) for m, v in self.moments]
 
