@@ -144,6 +144,7 @@ def transfer_figure(rows: Sequence[Row], summary: Mapping) -> Figure:
     per width, the best rate of each width (with its interval) marked at the top."""
     transfer = summary.get("transfer", {})
     names = _parameterizations(rows)
+    rows = [r for r in rows if int(num(r.get("diverged", 0)) or 0) == 0]
     fig = Figure(figsize=(4.2 * len(names), 4.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(names), sharey=True))
     widths = sorted({int(num(r["width"])) for r in rows})
@@ -152,13 +153,7 @@ def transfer_figure(rows: Sequence[Row], summary: Mapping) -> Figure:
         entry = transfer.get(p, {})
         for i, width in enumerate(widths):
             colour = cmap(0.9 * i / max(len(widths) - 1, 1))
-            sub = [
-                r
-                for r in rows
-                if r["parameterization"] == p
-                and int(num(r["width"])) == width
-                and int(num(r.get("diverged", 0)) or 0) == 0
-            ]
+            sub = [r for r in rows if r["parameterization"] == p and int(num(r["width"])) == width]
             x, m, s = series(sub, "log2_lr", "train_loss")
             if not x.size:
                 continue

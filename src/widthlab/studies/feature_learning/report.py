@@ -28,6 +28,11 @@ def _steps(value) -> str:
     return "–" if value is None else minus(f"{int(value):+d}")
 
 
+def _exponent(value) -> str:
+    """An integer log₂ rate with a typographic minus."""
+    return "–" if value is None else minus(str(int(value)))
+
+
 def section(summary: Mapping[str, Any], page: Page) -> list[str]:
     settings = summary.get("settings", {})
     tolerance = num(settings.get("flat_tolerance"))
@@ -109,7 +114,7 @@ def movement_lines(summary: Mapping[str, Any], page: Page, tolerance: str) -> li
             ref = fit.get("reference")
             shown = num(ref) if ref is not None else fit.get("prediction") or "–"
             lines.append(
-                f"| {LABELS.get(p, p)} | {num(entry.get('log2_lr'))} | {_name(quantity)} "
+                f"| {LABELS.get(p, p)} | {_exponent(entry.get('log2_lr'))} | {_name(quantity)} "
                 f"| {slope_text(fit)} | {shown} | {verdict(fit.get('verdict'))} | {fit['n']} |"
             )
     return [*lines, ""]
@@ -147,9 +152,8 @@ def transfer_lines(summary: Mapping[str, Any], page: Page) -> list[str]:
         ci = entry.get("refined_shift_ci") or [None, None]
         note = "" if entry.get("interior", True) else " (no interior optimum)"
         lines.append(
-            f"| {LABELS.get(p, p)} | {num(entry['grid'][0])} … {num(entry['grid'][1])} | "
-            + "; ".join(parts)
-            + f" | {_steps(shift)} over "
+            f"| {LABELS.get(p, p)} | {_exponent(entry['grid'][0])} … "
+            f"{_exponent(entry['grid'][1])} | " + "; ".join(parts) + f" | {_steps(shift)} over "
             f"{num(entry.get('width_ratio'))}× | {num(refined, 3)} {interval(*ci)} "
             f"| {num(entry.get('range_steps'))} | {entry.get('prediction') or '–'}{note} "
             f"| {verdict(entry.get('verdict'))} |"
@@ -175,7 +179,7 @@ def transfer_lines(summary: Mapping[str, Any], page: Page) -> list[str]:
             "|---|---|---|---|---|---|",
         ]
         for p, w in wider.items():
-            zs = ", ".join(f"{num(r['log2_lr'])}: {num(r.get('z'), 2)}" for r in w["rates"])
+            zs = ", ".join(f"{_exponent(r['log2_lr'])}: {num(r.get('z'), 2)}" for r in w["rates"])
             lines.append(
                 f"| {LABELS.get(p, p)} | {w['rates_compared']} | {w['rates_wider_better']} "
                 f"| {w.get('rates_narrower_better', '–')} | {zs} | {verdict(w.get('verdict'))} |"
