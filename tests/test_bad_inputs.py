@@ -120,6 +120,7 @@ LAZY = ["study=lazy_training"]
 MLP = ["study=double_descent_mlp"]
 RF = ["study=double_descent_rf"]
 NTK = ["study=ntk_convergence"]
+FL = ["study=feature_learning"]
 GOOD_RECORD = '{"key": "seed=0,study.width=64", "status": "ok", "job": {"seed": 0}, "metrics": {}}'
 TOY_RECORD = "results/toy/records/main/seed=0,study.width=64.json"
 
@@ -199,6 +200,19 @@ ROWS = [
     ("run", [*LAZY, "study.n_eval=100000"], "study.n_eval=100000 is not allowed", None),
     ("run", [*LAZY, "study.lr_fraction=0"], "study.lr_fraction=0 is not allowed", None),
     ("run", [*LAZY, "data=digits"], "data='digits' is not allowed", None),
+    ("run", [*FL, "train.momentum=0.9"], "train.momentum=0.9 is not allowed: expected 0 in this study", None),
+    ("run", [*FL, "data=teacher"], "data='teacher' is not allowed: expected a classification data set", None),
+    ("run", [*FL, "model.base_width=0"], "model.base_width=0 is not allowed", None),
+    ("run", [*FL, "study.transfer.n_lr=2"], "study.transfer.n_lr=2 is not allowed", None),
+    ("run", [*FL, "study.transfer.log2_lr_min.mup=-2.5"], "study.transfer.log2_lr_min=", None),
+    ("run", [*FL, "study.movement.log2_lr.ntk=40"], "study.movement.log2_lr.ntk=40 is not allowed: expected a rate of the transfer grid", None),
+    ("run", [*FL, "+study.movement.references.ntk.slope=-1"], "study.movement.references.ntk=", None),
+    ("run", [*FL, "study.coord.check_step=6"], "study.coord.check_step=6 is not allowed", None),
+    ("run", [*FL, "study.coord.flat=[muP]"], "study.coord.flat=['muP'] is not allowed", None),
+    ("run", [*FL, "study.flat_tolerance=0"], "study.flat_tolerance=0 is not allowed", None),
+    ("run", ["study=feature_learning/coord", "study.coord.widths=[64,0,128]"], "study.coord.widths[1]=0 is not allowed", None),
+    ("run", [*MLP, "model.parameterization=mup"], "model.base_width=None is not allowed: expected an integer ≥ 1 with model.parameterization='mup'", None),
+    ("run", [*LAZY, "model.parameterization=mean_field"], "model.parameterization='mean_field' is not allowed: expected 'ntk' in this study", None),
     ("run", [*TOY, "study.width=0"], "study.width=0 is not allowed", None),
     ("run", [*TOY, "study.job=other"], "study.job='other' is not allowed", None),
     ("run", [*TOY, "study.job_keys=[model.width]"], "study.job_keys='model.width' is not allowed", None),

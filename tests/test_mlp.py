@@ -1,4 +1,5 @@
-"""MLP: seeding, initialization statistics, the two parameterizations, argument checks."""
+"""MLP: seeding, initialization statistics, the standard and NTK parameterizations, argument
+checks (μP and mean-field: tests/test_parameterizations.py)."""
 
 import math
 
@@ -99,7 +100,7 @@ def test_output_variance_at_initialization_matches_the_relu_nngp_diagonal():
         ({"out_features": 0}, "out_features"),
         ({"width": 2.5}, "width"),
         ({"activation": "sigmoid"}, "activation"),
-        ({"parameterization": "mup"}, "parameterization"),
+        ({"parameterization": "muP"}, "parameterization"),
         ({"w_std": -1.0}, "w_std"),
         ({"b_std": float("nan")}, "b_std"),
     ],

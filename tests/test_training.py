@@ -103,6 +103,52 @@ def test_lightning_training_equals_a_plain_torch_loop(optimizer, lr, batch_size,
         torch.testing.assert_close(a.detach().cpu(), b.detach(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_lightning_trains_mup_with_its_per_layer_learning_rates(optimizer):
+    # Width 16 on base width 8 (m = 2), depth 2: parameters W1, b1, W2, b2, W3, b3. The
+    # scales typed from Yang et al. (2022), Table 8 / microsoft/mup: SGD multiplies the rate
+    # of the input weights, the hidden biases and the readout weights by m; Adam divides
+    # that of the hidden matrix by m.
+    scales = {"sgd": [2, 2, 1, 2, 2, 1], "adam": [1, 1, 0.5, 1, 1, 1]}[optimizer]
+    lr = 0.2 if optimizer == "sgd" else 1e-2
+    x, y = problem()
+    steps = 15
+
+    def mup():
+        return MLP(5, 16, 2, 3, "relu", "mup", 1.2, 0.3, seed=4, dtype=torch.float64, base_width=8)
+
+    model = mup()
+    task = MLPTask(model, "squared", optimizer, lr)
+    fit(
+        task,
+        TensorBatches(x, y, 16, seed=2),
+        build_trainer(train_cfg(max_steps=steps, dtype="float64")),
+    )
+
+    reference = mup()
+    params = list(reference.parameters())
+    groups = [{"params": [p], "lr": lr * s} for p, s in zip(params, scales, strict=True)]
+    adam = torch.optim.Adam(groups)
+    order = TensorBatches(x, y, 16, seed=2)  # reshuffled every epoch, as Lightning sees it
+    done = 0
+    while done < steps:
+        for xb, yb in order:
+            if done == steps:
+                break
+            grads = torch.autograd.grad(0.5 * (reference(xb) - yb).pow(2).sum(1).mean(), params)
+            if optimizer == "sgd":
+                with torch.no_grad():
+                    for p, g, s in zip(params, grads, scales, strict=True):
+                        p.sub_(lr * s * g)
+            else:
+                for p, g in zip(params, grads, strict=True):
+                    p.grad = g
+                adam.step()
+            done += 1
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a.detach().cpu(), b.detach(), rtol=1e-12, atol=1e-12)
+
+
 def test_full_batch_gd_step_is_theta_minus_lr_times_gradient():
     x, y = problem()
     model, start = net(), net()

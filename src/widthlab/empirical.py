@@ -116,8 +116,16 @@ def release_workspace() -> None:
     _workspace.buffers = {}
 
 
-def _structured_ntk(model: MLP, x1: torch.Tensor, x2: torch.Tensor | None) -> torch.Tensor:
+def _structured_ntk(
+    model: MLP,
+    x1: torch.Tensor,
+    x2: torch.Tensor | None,
+    weights: list[float] | None = None,
+) -> torch.Tensor:
     """Θ = Σ_l (G_l G_lᵀ) ⊙ (c_l² H_{l−1} H_{l−1}ᵀ + β_l²), never forming the n × P Jacobian.
+
+    With `weights` (λ per parameter, in `parameters()` order: W_1, b_1, W_2, …) each layer's
+    term is (G_l G_lᵀ) ⊙ (λ_{W_l} c_l² H_{l−1} H_{l−1}ᵀ + λ_{b_l} β_l²).
 
     G_l = ∂f/∂z_l [n, k, n_l] by the backward recursion G_{L+1} = I_k,
     G_{l−1} = (G_l · c_l W_l) ⊙ φ'(z_{l−1}); H_{l−1} the input of layer l; c_l, β_l its weight
@@ -144,9 +152,15 @@ def _structured_ntk(model: MLP, x1: torch.Tensor, x2: torch.Tensor | None) -> to
         # Θ += (G Gᵀ) ⊙ (c² H Hᵀ + β²) for the layer whose input is h_{depth_index}.
         h = [c.layer_inputs[depth_index] for c in caches]
         _gram(h[0], h[1] if x2 is not None else None, out=inputs_gram)
-        inputs_gram.mul_(layer.weight_multiplier**2)
-        if layer.bias_multiplier != 0.0:
-            inputs_gram.add_(layer.bias_multiplier**2)
+        if weights is None:
+            inputs_gram.mul_(layer.weight_multiplier**2)
+            if layer.bias_multiplier != 0.0:
+                inputs_gram.add_(layer.bias_multiplier**2)
+        else:
+            weight_scale, bias_scale = weights[2 * depth_index], weights[2 * depth_index + 1]
+            inputs_gram.mul_(weight_scale * layer.weight_multiplier**2)
+            if layer.bias_multiplier != 0.0:
+                inputs_gram.add_(bias_scale * layer.bias_multiplier**2)
         if g_gram is None:
             theta.add_(inputs_gram, alpha=k)
         else:
@@ -195,9 +209,14 @@ def _structured_ntk(model: MLP, x1: torch.Tensor, x2: torch.Tensor | None) -> to
 
 
 def _jacobian_ntk(
-    model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None, chunk_size: int | None
+    model: nn.Module,
+    x1: torch.Tensor,
+    x2: torch.Tensor | None,
+    chunk_size: int | None,
+    weights: list[float] | None = None,
 ) -> torch.Tensor:
-    """Θ from per-point Jacobians J[x, o, p] = ∂f_o(x)/∂p by torch.func: Θ = Σ_p Σ_o J Jᵀ.
+    """Θ from per-point Jacobians J[x, o, p] = ∂f_o(x)/∂p by torch.func: Θ = Σ_p Σ_o J Jᵀ
+    (Σ_p λ_p Σ_o J Jᵀ with `weights`).
 
     Jacobians are built for `chunk_size` points at a time and contracted parameter tensor by
     parameter tensor, so memory is O(chunk_size · k · P); the symmetric case computes only the
@@ -215,6 +234,8 @@ def _jacobian_ntk(
         return [j.reshape(x.shape[0], -1) for j in jacobian(params, x).values()]
 
     def contract(j1: list[torch.Tensor], j2: list[torch.Tensor]) -> torch.Tensor:
+        if weights is not None:
+            return sum(w * (a @ b.T) for w, a, b in zip(weights, j1, j2, strict=True))
         block = j1[0] @ j2[0].T
         for a, b in zip(j1[1:], j2[1:], strict=True):
             block.addmm_(a, b.T)
@@ -253,8 +274,15 @@ def empirical_ntk(
     *,
     chunk_size: int | None = None,
     method: str = "auto",
+    parameter_weights: list[float] | None = None,
 ) -> torch.Tensor:
     """Empirical NTK Θ(x1, x2) = Σ_o Σ_p ∂f_o(x1)/∂p ∂f_o(x2)/∂p, [n1, n2] (x2 None: x1).
+
+    `parameter_weights` (λ_p ≥ 0 for every parameter tensor, in `model.parameters()` order)
+    weights each parameter's term: Θ_λ = Σ_o Σ_p λ_p ∂f_o(x1)/∂p ∂f_o(x2)/∂p. With λ the
+    learning-rate scales of the model's optimizer (`MLP.lr_scales("sgd")`) this is the kernel
+    that full-batch gradient descent with per-parameter rates η·λ_p follows in function
+    space, f ← f − η Θ_λ ∇_f L, to first order in η.
 
     `method`: "structured" (MLP only: the layer-by-layer contraction of `_structured_ntk`,
     O(n·width·depth + n1·n2) memory; ignores `chunk_size`), "jacobian" (any nn.Module mapping
@@ -268,6 +296,15 @@ def empirical_ntk(
         check_int("chunk_size", chunk_size)
     x1 = _as_inputs(model, x1)
     x2 = _as_inputs(model, x2)
+    weights = None
+    if parameter_weights is not None:
+        weights = [check_nonnegative("parameter_weights", w) for w in parameter_weights]
+        count = len(list(model.parameters()))
+        if len(weights) != count:
+            raise ValueError(
+                f"parameter_weights has {len(weights)} entries; the model has {count} "
+                "parameter tensors"
+            )
     if method == "auto":
         method = "structured" if isinstance(model, MLP) else "jacobian"
     if method == "structured":
@@ -277,8 +314,8 @@ def empirical_ntk(
                 "use method='jacobian' or 'auto'"
             )
         with torch.no_grad():
-            return _structured_ntk(model, x1, x2)
-    return _jacobian_ntk(model, x1, x2, chunk_size)
+            return _structured_ntk(model, x1, x2, weights)
+    return _jacobian_ntk(model, x1, x2, chunk_size, weights)
 
 
 def network_nngp(model: MLP, x1: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:

@@ -168,6 +168,50 @@ def find_peak(means: Sequence[float], ses: Sequence[float | None], k: float) -> 
     )
 
 
+@dataclass(frozen=True)
+class GridMinimum:
+    """The lowest point of a curve sampled on an evenly spaced grid (e.g. loss against
+    log₂ learning rate): its index, its position refined by the parabola through it and its
+    two neighbours (in grid steps: index + offset, |offset| ≤ ½; the index itself when a
+    neighbour is missing), and whether it is interior to the grid."""
+
+    index: int
+    position: float
+    interior: bool
+
+
+def parabola_vertex(left: float, middle: float, right: float) -> float:
+    """Where the parabola through (−1, left), (0, middle), (1, right) is lowest:
+    (left − right) / (2 (left − 2·middle + right)), in [−½, ½] when `middle` is the lowest of
+    the three (NaN when the three are collinear or the parabola opens downwards)."""
+    curvature = left - 2.0 * middle + right
+    if not curvature > 0:
+        return math.nan
+    return (left - right) / (2.0 * curvature)
+
+
+def grid_minimum(scores: np.ndarray) -> GridMinimum | None:
+    """The minimum over the grid of the mean over rows (seeds) of `scores` [seeds, grid].
+
+    A grid point where any seed has a non-finite score (a diverged run) is unusable, so the
+    minimum is taken over the points where every seed finished; its position is refined by
+    `parabola_vertex` when both neighbours are usable. None when no point is.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    usable = np.all(np.isfinite(scores), axis=0)
+    if not usable.any():
+        return None
+    mean = np.where(usable, np.where(usable, scores, 0.0).mean(axis=0), np.inf)
+    index = int(np.argmin(mean))
+    position = float(index)
+    last = mean.size - 1
+    if 0 < index < last and usable[index - 1] and usable[index + 1]:
+        offset = parabola_vertex(mean[index - 1], mean[index], mean[index + 1])
+        if math.isfinite(offset):
+            position += offset
+    return GridMinimum(index, position, 0 < index < last)
+
+
 def bootstrap_interval(
     statistic: Callable[..., float],
     samples: Sequence[np.ndarray],

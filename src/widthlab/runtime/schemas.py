@@ -29,7 +29,7 @@ from widthlab.checks import (
     check_positive,
 )
 from widthlab.losses import DTYPES, LOSSES, OPTIMIZERS
-from widthlab.models.mlp import PARAMETERIZATIONS
+from widthlab.models.mlp import PARAMETERIZATIONS, SCALED_PARAMETERIZATIONS
 from widthlab.models.random_features import FEATURE_DISTRIBUTIONS, RF_ACTIVATIONS
 from widthlab.runtime.errors import ConfigError
 
@@ -93,6 +93,17 @@ def any_value(key: str, value: Any) -> None:
     return None
 
 
+def may_be_absent(inner: Check) -> Check:
+    """A key a config may leave out (a group's key that only some configs need); when
+    present, `inner` checks its value."""
+
+    def check(key: str, value: Any) -> None:
+        inner(key, value)
+
+    check.may_be_absent = True  # type: ignore[attr-defined]
+    return check
+
+
 SEED = integer(0)
 DATA: dict[str, Schema] = {
     "sphere_linear": {
@@ -117,6 +128,8 @@ MODEL: dict[str, Schema] = {
         "_target_": text, "width": integer(1), "depth": integer(1),
         "activation": choice(ACTIVATIONS), "parameterization": choice(PARAMETERIZATIONS),
         "w_std": positive, "b_std": nonnegative, "out_features": integer(1),
+        # Only mean_field and mup need it (the width at which they equal ntk and standard).
+        "base_width": may_be_absent(optional(integer(1))),
     },
     "random_features": {
         "activation": choice(RF_ACTIVATIONS), "feature_distribution": choice(FEATURE_DISTRIBUTIONS),
@@ -179,6 +192,8 @@ def check_node(prefix: str, node: Any, schema: Schema) -> None:
     for key, check in schema.items():
         full = f"{prefix}.{key}"
         if key not in node:
+            if getattr(check, "may_be_absent", False):
+                continue
             raise ConfigError(full, None, "a value (the key is missing)")
         if isinstance(check, Mapping):
             check_node(full, node[key], check)
@@ -255,4 +270,19 @@ def validate_config(
                 raise ConfigError("study.job_keys", key, "config keys that exist")
         study.job(resolved["study"]["job"])
         study.check(resolved)
+    if "model" in groups:  # after the study's checks: a study that refuses the
+        check_base_width(model)  # parameterization says so in its own words first
     return resolved
+
+
+def check_base_width(model: Mapping[str, Any]) -> None:
+    """An MLP in a parameterization scaled from a base width (mean_field, mup) names it."""
+    kind = model.get("parameterization")
+    if model_kind(model) == "mlp" and kind in SCALED_PARAMETERIZATIONS:
+        if model.get("base_width") is None:
+            raise ConfigError(
+                "model.base_width",
+                model.get("base_width"),
+                f"an integer ≥ 1 with model.parameterization={kind!r} (the width at which "
+                "it equals the standard or NTK network)",
+            )

@@ -3,7 +3,9 @@
 Conventions (every number the training studies report follows them): the losses and the
 error of `widthlab.losses`, and
 
-* Optimizers: `sgd` (torch.optim.SGD, optional momentum) and `adam` (torch.optim.Adam).
+* Optimizers: `sgd` (torch.optim.SGD, optional momentum) and `adam` (torch.optim.Adam), with
+  the model's per-parameter learning rates lr·λ_θ where it declares them
+  (`MLP.param_groups`: the μP and mean-field scales; 1 for standard and NTK).
   `batch_size: null` means the whole training set every step: `sgd` with it is plain
   full-batch gradient descent.
 * Minibatch order is reshuffled every epoch from the job's seed (`widthlab.seeding`); the
@@ -217,7 +219,14 @@ class MLPTask(pl.LightningModule):
         return point
 
     def configure_optimizers(self):
-        params = self.model.parameters()
+        # A model that declares per-parameter learning-rate scales (the μP and mean-field
+        # MLPs) gets one parameter group per scale; standard and NTK MLPs declare a single
+        # group of every parameter at `lr`, which the optimizer treats exactly as a plain
+        # parameter list.
+        if hasattr(self.model, "param_groups"):
+            params = self.model.param_groups(self.lr, self.optimizer_name)
+        else:
+            params = self.model.parameters()
         if self.optimizer_name == "adam":
             return torch.optim.Adam(params, lr=self.lr)
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
