@@ -16,8 +16,15 @@ from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
 
-STUDIES = ("ntk_convergence", "double_descent_rf", "double_descent_mlp", "lazy_training")
-DATASETS = ("sphere_linear", "teacher", "digits", "digits_noisy")
+STUDIES = (
+    "ntk_convergence",
+    "double_descent_rf",
+    "double_descent_mlp",
+    "lazy_training",
+    "mnist1d_double_descent",
+    "finite_vs_infinite",
+)
+DATASETS = ("sphere_linear", "teacher", "digits", "digits_noisy", "mnist1d", "mnist1d_noisy")
 
 
 def copy_repository(dest: Path) -> None:
