@@ -58,11 +58,11 @@ def scores(prediction: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) 
     }
 
 
-def _arrays(cfg: DictConfig) -> tuple[torch.Tensor, ...]:
+def _arrays(cfg: DictConfig, device: torch.device | None = None) -> tuple[torch.Tensor, ...]:
     ds = load_job_data(cfg)
     n = int(cfg.study.n_train)
     return tuple(
-        torch.as_tensor(a, dtype=torch.float64)
+        torch.as_tensor(a, dtype=torch.float64, device=device)
         for a in (ds.x_train[:n], ds.y_train[:n], ds.x_test, ds.y_test)
     )
 
@@ -139,14 +139,15 @@ def measure_kernels(cfg: DictConfig) -> dict[str, Any]:
 def measure_network(cfg: DictConfig) -> dict[str, Any]:
     s, m = cfg.study, cfg.model
     device, dtype = resolve_device(cfg.device), DTYPES[cfg.train.dtype]
-    x64, y64, x_test64, y_test64 = _arrays(cfg)
-    n, steps = x64.shape[0], int(s.steps)
+    # The kernels in float64 on the job's device (an eigendecomposition of n × n per job).
+    x64, y64, x_test64, y_test64 = _arrays(cfg, device)
+    n, n_test, steps = x64.shape[0], x_test64.shape[0], int(s.steps)
     theta = ntk_kernel(x64, **_kernel_args(m))
     lr = gd_learning_rate(theta, s.lr_fraction)
-    limit_test = linearized_prediction(
-        theta, ntk_kernel(x_test64, x64, **_kernel_args(m)), y64, lr, steps
-    )
-    limit_train = linearized_prediction(theta, theta, y64, lr, steps)
+    both = torch.cat([ntk_kernel(x_test64, x64, **_kernel_args(m)), theta])
+    predicted = linearized_prediction(theta, both, y64, lr, steps).cpu()
+    limit_test, limit_train = predicted[:n_test], predicted[n_test:]
+    y64, y_test64 = y64.cpu(), y_test64.cpu()
 
     def as_tensor(a: torch.Tensor) -> torch.Tensor:
         return a.to(dtype=dtype, device=device)
@@ -178,7 +179,7 @@ def measure_network(cfg: DictConfig) -> dict[str, Any]:
         f_test = model(x_test).double().cpu()
         f_train = model(x).double().cpu()
     test, train = scores(f_test, y_test64), scores(f_train, y64)
-    limit, limit_fit = scores(limit_test, y_test64), scores(limit_train, y64)
+    limit, limit_fit = scores(limit_test, y_test64), scores(limit_train, y64)  # f_∞,T's
     return {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
