@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from widthlab.runtime.report import Page, interval, num, pm, verdict
+from widthlab.runtime.report import Page, num, pm, verdict
+
+
+def _widths(bounds: list | None) -> str:
+    return f"[{num(bounds[0])}, {num(bounds[1])}]" if bounds else "– (fewer than 2 seeds)"
 
 
 def _ours_error(c: Mapping[str, Any]) -> str:
@@ -43,7 +47,7 @@ def section(summary: Mapping[str, Any], page: Page) -> list[str]:
         f"| where the peak sits (width h) | {location.get('published', '–')} "
         f"(P/n = {num(pub_peak.get('params_over_samples'), 3)}) | {location.get('ours')} "
         f"(P/n = {num(s['peak']['params_over_samples'], 3)}) "
-        f"| 95% bootstrap interval {interval(*(location.get('interval') or [None, None]), 3)} "
+        f"| 95% bootstrap interval {_widths(location.get('interval'))} "
         f"| {verdict(location.get('verdict'))} |",
         f"| test error at the peak | {num(height.get('published'), 4)} | {_ours_error(height)} "
         f"| {z} | {verdict(height.get('verdict'))} |",
