@@ -72,7 +72,7 @@ def smoke_data(tmp_path_factory):
     from widthlab.runtime.datafiles import save_dataset
 
     folder = tmp_path_factory.mktemp("data")
-    for name in ("sphere_linear", "teacher", "digits", "digits_noisy"):
+    for name in ("sphere_linear", "teacher", "digits", "digits_noisy", "mnist1d", "mnist1d_noisy"):
         cfg = composed("tracking=off", f"data={name}")
         settings = OmegaConf.to_container(cfg.data, resolve=True)
         save_dataset(make_dataset(settings.pop("name"), **settings), folder)

@@ -121,6 +121,8 @@ MLP = ["study=double_descent_mlp"]
 RF = ["study=double_descent_rf"]
 NTK = ["study=ntk_convergence"]
 FL = ["study=feature_learning"]
+DD1D = ["study=mnist1d_double_descent"]
+FVI = ["study=finite_vs_infinite"]
 GOOD_RECORD = '{"key": "seed=0,study.width=64", "status": "ok", "job": {"seed": 0}, "metrics": {}}'
 TOY_RECORD = "results/toy/records/main/seed=0,study.width=64.json"
 
@@ -145,6 +147,8 @@ ROWS = [
     ("data", ["data=digits_noisy", "data.label_noise=1.5"], "data.label_noise=1.5 is not allowed", None),
     ("data", ["data=mnist", "data.n_test=0"], "data.n_test=0 is not allowed", None),
     ("data", ["data=mnist", "data.n_train=70000"], "data.n_train=70000 is not allowed", None),
+    ("data", ["data=mnist1d", "data.n_train=4001"], "data.n_train=4001 is not allowed", None),
+    ("data", ["data=mnist1d_noisy", "data.n_test=1001"], "data.n_test=1001 is not allowed", None),
     ("data", ["data=digits", "seed=1.5"], "seed=1.5 is not allowed", None),
     ("data", ["data=digits", "device=tpu"], "device='tpu' is not allowed", None),
     ("data", ["data=digits", "threads=0"], "threads=0 is not allowed", None),
@@ -199,7 +203,6 @@ ROWS = [
     ("run", [*LAZY, "study.n_train=100000"], "study.n_train=100000 is not allowed", None),
     ("run", [*LAZY, "study.n_eval=100000"], "study.n_eval=100000 is not allowed", None),
     ("run", [*LAZY, "study.lr_fraction=0"], "study.lr_fraction=0 is not allowed", None),
-    ("run", [*LAZY, "data=digits"], "data='digits' is not allowed", None),
     ("run", [*FL, "train.momentum=0.9"], "train.momentum=0.9 is not allowed: expected 0 in this study", None),
     ("run", [*FL, "data=teacher"], "data='teacher' is not allowed: expected a classification data set", None),
     ("run", [*FL, "model.base_width=0"], "model.base_width=0 is not allowed", None),
@@ -213,6 +216,14 @@ ROWS = [
     ("run", ["study=feature_learning/coord", "study.coord.widths=[64,0,128]"], "study.coord.widths[1]=0 is not allowed", None),
     ("run", [*MLP, "model.parameterization=mup"], "model.base_width=None is not allowed: expected an integer ≥ 1 with model.parameterization='mup'", None),
     ("run", [*LAZY, "model.parameterization=mean_field"], "model.parameterization='mean_field' is not allowed: expected 'ntk' in this study", None),
+    ("run", [*LAZY, "data=digits"], "data='digits' is not allowed: expected a data set with a test split", None),
+    ("run", [*DD1D, "study.peak_band=[5,0.5]"], "study.peak_band=[5, 0.5] is not allowed", None),
+    ("run", [*DD1D, "study.published.widths=[3,2]"], "study.published.widths=[3, 2] is not allowed", None),
+    ("run", [*DD1D, "study.z_max=0"], "study.z_max=0 is not allowed", None),
+    ("run", [*FVI, "study.ridges=[-1.0]"], "study.ridges[0]=-1.0 is not allowed", None),
+    ("run", [*FVI, "study.val_fraction=1.0"], "study.val_fraction=1.0 is not allowed", None),
+    ("run", [*FVI, "train.momentum=0.9"], "train.momentum=0.9 is not allowed", None),
+    ("run", ["study=finite_vs_infinite/kernels", "study.n_train=5000"], "study.n_train=5000 is not allowed", None),
     ("run", [*TOY, "study.width=0"], "study.width=0 is not allowed", None),
     ("run", [*TOY, "study.job=other"], "study.job='other' is not allowed", None),
     ("run", [*TOY, "study.job_keys=[model.width]"], "study.job_keys='model.width' is not allowed", None),

@@ -22,8 +22,10 @@ STUDIES = (
     "double_descent_mlp",
     "lazy_training",
     "feature_learning",
+    "mnist1d_double_descent",
+    "finite_vs_infinite",
 )
-DATASETS = ("sphere_linear", "teacher", "digits", "digits_noisy")
+DATASETS = ("sphere_linear", "teacher", "digits", "digits_noisy", "mnist1d", "mnist1d_noisy")
 
 
 def copy_repository(dest: Path) -> None:

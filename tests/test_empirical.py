@@ -10,6 +10,7 @@ from torch import nn
 from widthlab.empirical import (
     empirical_nngp,
     empirical_ntk,
+    empirical_ntk_by_output,
     network_nngp,
     network_seed,
     release_workspace,
@@ -82,6 +83,25 @@ def test_several_outputs_give_the_trace_over_outputs():
         finite = _finite_difference_ntk(model, x1, x1 if other is None else other)
         assert _rel_max(structured, empirical_ntk(model, x1, other, method="jacobian")) < 1e-10
         assert _rel_max(structured, finite) < FD_RTOL
+
+
+@pytest.mark.parametrize(("depth", "activation"), [(1, "relu"), (2, "erf"), (3, "relu")])
+def test_output_blocks_match_the_explicit_jacobian_and_trace_to_the_ntk(depth, activation):
+    model = MLP(3, 7, depth, 4, activation, "ntk", 1.2, 0.3, seed=depth, dtype=F64)
+    x1, x2 = _points(5, 3, 7), _points(3, 3, 8)
+    params = {name: p.detach() for name, p in model.named_parameters()}
+
+    def jacobian(x):  # [n·k, P]: every parameter's column, rows (point, output)
+        jac = torch.func.jacrev(lambda ps: torch.func.functional_call(model, ps, (x,)))(params)
+        return torch.cat([j.reshape(x.shape[0] * 4, -1) for j in jac.values()], dim=1)
+
+    for other in [None, x2]:
+        blocks = empirical_ntk_by_output(model, x1, other)
+        j2 = jacobian(x1 if other is None else other)
+        assert _rel_max(blocks, jacobian(x1) @ j2.T) < 1e-12
+        n2 = j2.shape[0] // 4
+        traced = blocks.view(5, 4, n2, 4).diagonal(dim1=1, dim2=3).sum(-1)
+        assert _rel_max(traced, empirical_ntk(model, x1, other)) < 1e-12
 
 
 def test_symmetric_and_positive_semidefinite():

@@ -44,3 +44,20 @@ def test_linearized_prediction_equals_gradient_descent_on_the_linear_model():
         closed_train = linearized_prediction(k_train, k_train, residual, lr, steps)
         torch.testing.assert_close(closed_train, moved_train, rtol=1e-9, atol=1e-9)
         torch.testing.assert_close(residual - closed_train, r, rtol=1e-8, atol=1e-9)
+
+
+def test_linearized_prediction_with_output_blocks_counts_points_not_rows():
+    # A kernel with k decoupled output blocks, Θ ⊗ I_k on rows (point, output), moves each
+    # output column as Θ does, when the loss's n is the number of points.
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((6, 6))
+    theta = torch.as_tensor(a @ a.T + 6 * np.eye(6))
+    cross = torch.as_tensor(rng.standard_normal((4, 6)))
+    residual = torch.as_tensor(rng.standard_normal((6, 3)))
+    lr = 0.5 * 6 / float(torch.linalg.eigvalsh(theta)[-1])
+    eye = torch.eye(3, dtype=torch.float64)
+    blocks = linearized_prediction(
+        torch.kron(theta, eye), torch.kron(cross, eye), residual.reshape(-1, 1), lr, 7, n_points=6
+    )
+    columns = linearized_prediction(theta, cross, residual, lr, 7)
+    torch.testing.assert_close(blocks.reshape(4, 3), columns, rtol=1e-12, atol=1e-12)

@@ -110,3 +110,26 @@ def test_bad_arguments_raise_naming_them(kwargs, argument):
     with pytest.raises(ValueError, match=rf"{argument}=.*allowed") as info:
         MLP(**args)
     assert repr(kwargs[argument]) in str(info.value)
+
+
+def test_centered_network_starts_at_zero_with_the_same_ntk_and_steps():
+    from widthlab.empirical import empirical_ntk
+    from widthlab.models.centered import CenteredNetwork
+
+    x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    network = MLP(4, 16, 2, 3, "relu", "ntk", 1.4, 0.1, seed=2, dtype=torch.float64)
+    start = network(x).detach()
+    centered = CenteredNetwork(network)
+    assert torch.equal(centered(x), torch.zeros(6, 3, dtype=torch.float64))
+    # The same trainable parameters, hence the same NTK (jacobian path: any nn.Module).
+    assert sum(p.requires_grad for p in centered.parameters()) == len(list(network.parameters()))
+    ntk = empirical_ntk(centered, x, method="jacobian")
+    torch.testing.assert_close(ntk, empirical_ntk(network, x), rtol=1e-12, atol=0)
+    # One gradient step moves the centered output as it moves the network's.
+    loss = centered(x).square().sum() + centered(x).sum()
+    loss.backward()
+    with torch.no_grad():
+        for p in network.parameters():
+            p -= 0.01 * p.grad
+    torch.testing.assert_close(centered(x), network(x) - start, rtol=0, atol=1e-14)
+    assert not torch.equal(network(x), start)

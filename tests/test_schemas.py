@@ -83,7 +83,10 @@ def test_every_shipped_study_config_is_valid_under_every_profile(study, profile)
 
 
 @pytest.mark.parametrize("profile", ["smoke", "laptop", "gpu"])
-@pytest.mark.parametrize("data", ["sphere_linear", "teacher", "digits", "digits_noisy", "mnist"])
+@pytest.mark.parametrize(
+    "data",
+    ["sphere_linear", "teacher", "digits", "digits_noisy", "mnist", "mnist1d", "mnist1d_noisy"],
+)
 def test_every_data_config_is_valid_under_every_profile(data, profile):
     check([f"data={data}", f"profile={profile}"], groups=("data",))
 

@@ -31,6 +31,34 @@ def test_job_counts_parameters_and_the_threshold(compose_cfg, smoke_data, tmp_pa
     assert 0 < m["test_error"] < 0.5  # well below chance (0.9) on clean test labels
 
 
+def test_mnist1d_by_config_alone_and_regression_sets_refused(compose_cfg, smoke_data, tmp_path):
+    from widthlab.runtime.errors import ConfigError
+    from widthlab.runtime.schemas import validate_config
+    from widthlab.studies.double_descent_mlp import DoubleDescentMLP
+
+    cfg = compose_cfg(
+        "study=double_descent_mlp",
+        "data=mnist1d_noisy",
+        "model.width=100",
+        "train.max_steps=20",
+        f"paths.data_dir={smoke_data}",
+        f"paths.results_dir={tmp_path}",
+    )
+    record = run_job(cfg)
+    m = record["metrics"]
+    assert record["status"] == "ok", record.get("reason")
+    # D = 40 inputs, C = 10 classes, n = 200 smoke signals with 13.5% of the labels flipped.
+    assert m["n_parameters"] == 100 * (40 + 1) + 10 * (100 + 1)
+    assert m["threshold"] == 200 * 10
+    assert m["noisy_fit"] is not None  # the flipped labels are there to be fitted
+    with pytest.raises(ConfigError, match=r"^data='teacher' is not allowed: .*classification"):
+        validate_config(
+            compose_cfg("study=double_descent_mlp", "data=teacher"),
+            ("data", "model", "train"),
+            DoubleDescentMLP(),
+        )
+
+
 def mlp_records(errors: dict[float, list[float]]):
     out = []
     for i, (ratio, per_seed) in enumerate(sorted(errors.items())):

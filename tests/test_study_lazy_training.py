@@ -51,6 +51,31 @@ def test_lazy_training_moves_less_at_larger_width(compose_cfg, smoke_data, tmp_p
     assert wide["linearization_gap"] < 0.05
 
 
+def test_one_hot_targets_follow_the_exact_multi_output_linearization(
+    compose_cfg, smoke_data, tmp_path
+):
+    # data=mnist1d by config alone: 10 outputs, one-hot targets. One small step (η = 0.01·n/
+    # λ_max): the network moves as its linearization up to O(η), so the gap is ~1e-3 with the
+    # kernel's output blocks; without them (an output-averaged kernel ⊗ I) it would be the
+    # blocks' relative size at width 32, O(width^-1/2) ≈ 0.2.
+    cfg = compose_cfg(
+        "study=lazy_training",
+        "data=mnist1d",
+        "model.width=32",
+        "model.depth=2",
+        "study.steps=1",
+        "study.lr_fraction=0.01",
+        f"paths.data_dir={smoke_data}",
+        f"paths.results_dir={tmp_path}",
+    )
+    record = run_job(cfg)
+    assert record["status"] == "ok", record.get("reason")
+    m = record["metrics"]
+    assert m["n_outputs"] == 10 and m["steps"] == 1
+    assert m["linearization_gap_train"] < 1e-2 and m["linearization_gap"] < 1e-2
+    assert 0.002 < m["lr_stability"] < 0.05  # η·λ_max(Θ̂₀)/n near lr_fraction = 0.01
+
+
 @pytest.mark.parametrize(
     "override",
     [

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -265,6 +266,104 @@ def standardize_per_feature(
     return (x_train - mean) / scale, (x_test - mean) / scale
 
 
+MNIST1D_TRAIN, MNIST1D_TEST, MNIST1D_DIM = 4000, 1000, 40  # the package's default split
+
+
+def mnist1d_arrays() -> dict[str, np.ndarray]:
+    """The arrays of `mnist1d.data.make_dataset` at the package's documented defaults
+    (`get_dataset_args()`: 5000 signals of length 40 from the 10 templates bundled in the
+    package, its seed 42, the first 80% the training split), generated offline.
+
+    Never `mnist1d.data.get_dataset`, which downloads. The generator reseeds Python's and
+    NumPy's global random state (`mnist1d.utils.set_seed`); both are restored afterwards, so
+    calling it changes no other draw of the process. Returns fresh copies of x_train
+    [4000, 40], x_test [1000, 40] (float64), labels_train and labels_test (int64).
+    """
+    return {k: v.copy() for k, v in _mnist1d_generated().items()}
+
+
+@lru_cache(maxsize=1)
+def _mnist1d_generated() -> dict[str, np.ndarray]:
+    # Cached: the generator is deterministic and takes seconds (mnist1d and mnist1d_noisy
+    # both start from it).
+    import random
+
+    from mnist1d.data import get_dataset_args
+    from mnist1d.data import make_dataset as mnist1d_make_dataset
+
+    # The package draws from the legacy global generator; save and restore it.
+    numpy_state, python_state = np.random.get_state(), random.getstate()  # noqa: NPY002
+    try:
+        raw = mnist1d_make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(numpy_state)  # noqa: NPY002
+        random.setstate(python_state)
+    return {
+        "x_train": np.asarray(raw["x"], dtype=np.float64),
+        "x_test": np.asarray(raw["x_test"], dtype=np.float64),
+        "labels_train": np.asarray(raw["y"], dtype=np.int64),
+        "labels_test": np.asarray(raw["y_test"], dtype=np.int64),
+    }
+
+
+def mnist1d(
+    n_train: int = MNIST1D_TRAIN,
+    n_test: int = MNIST1D_TEST,
+    label_noise: float = 0.0,
+    seed: int = 0,
+) -> Dataset:
+    """MNIST-1D (Greydanus & Kobak, arXiv:2011.14439): 10 classes of 1-D signals, D = 40,
+    made offline by the `mnist1d` package's generator at its default arguments
+    (`mnist1d_arrays`).
+
+    The first `n_train` of the package's 4000 training signals and the first `n_test` of its
+    1000 test signals (the package has already shuffled them with its seed 42, so smaller
+    sets are nested in larger ones). The inputs are the package's arrays unchanged: it
+    centres all 5000 × 40 numbers with one global mean and divides them by one global
+    standard deviation, so E‖x‖² ≈ D = 40 (39.8 on the 4000 training signals), the
+    convention of this module. Label noise and one-hot targets as in `digits`, the flips
+    drawn from `seed`.
+    """
+    check_int("n_train", n_train, maximum=MNIST1D_TRAIN)
+    check_int("n_test", n_test, maximum=MNIST1D_TEST)
+    check_fraction("label_noise", label_noise)
+    from importlib.metadata import version
+
+    arrays = mnist1d_arrays()
+    rng = rng_for(seed, "data:mnist1d")
+    return _classification_dataset(
+        "mnist1d",
+        arrays["x_train"][:n_train],
+        arrays["labels_train"][:n_train],
+        arrays["x_test"][:n_test],
+        arrays["labels_test"][:n_test],
+        10,
+        label_noise,
+        rng,
+        dict(
+            n_train=n_train,
+            n_test=n_test,
+            dim=MNIST1D_DIM,
+            seed=seed,
+            generator="mnist1d.data.make_dataset(get_dataset_args())",
+            mnist1d_version=version("mnist1d"),
+        ),
+    )
+
+
+def mnist1d_noisy(
+    n_train: int = MNIST1D_TRAIN,
+    n_test: int = MNIST1D_TEST,
+    label_noise: float = 0.135,
+    seed: int = 0,
+) -> Dataset:
+    """`mnist1d` with label noise, written under its own name (`data/mnist1d_noisy.*`), as
+    `digits_noisy` is to `digits`."""
+    from dataclasses import replace
+
+    return replace(mnist1d(n_train, n_test, label_noise, seed), name="mnist1d_noisy")
+
+
 OPENML_NAMES = {"mnist": "mnist_784", "fashion_mnist": "Fashion-MNIST"}
 
 
@@ -329,6 +428,8 @@ GENERATORS: dict[str, Callable[..., Dataset]] = {
     "teacher": teacher,
     "digits": digits,
     "digits_noisy": digits_noisy,
+    "mnist1d": mnist1d,
+    "mnist1d_noisy": mnist1d_noisy,
     "mnist": lambda **kw: openml_images("mnist", **kw),
     "fashion_mnist": lambda **kw: openml_images("fashion_mnist", **kw),
 }

@@ -25,7 +25,7 @@ from torch.func import functional_call, jacrev, vmap
 
 from widthlab.activations import get_activation
 from widthlab.checks import check_choice, check_int, check_nonnegative
-from widthlab.models.mlp import MLP, ForwardCache
+from widthlab.models.mlp import MLP, DenseLayer, ForwardCache
 
 NTK_METHODS = ("auto", "structured", "jacobian")
 NNGP_ESTIMATORS = ("outputs", "readout")
@@ -316,6 +316,60 @@ def empirical_ntk(
         with torch.no_grad():
             return _structured_ntk(model, x1, x2, weights)
     return _jacobian_ntk(model, x1, x2, chunk_size, weights)
+
+
+def empirical_ntk_by_output(
+    model: MLP, x1: torch.Tensor, x2: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The empirical NTK with its output blocks, Θ[(x, o), (x', o')] =
+    Σ_p ∂f_o(x)/∂p · ∂f_o'(x')/∂p, as an [n1·k, n2·k] matrix whose row i·k + o is
+    (point i, output o) (x2 None: x1).
+
+    This is the kernel of gradient descent on the k outputs jointly: the outputs move by
+    −(η/n) Θ (f − y) per step with f, y flattened point by point. Its trace over outputs,
+    Σ_o Θ[(x, o), (x', o)], is `empirical_ntk`; at infinite width it is Θ^∞ ⊗ I_k (the
+    outputs decouple), at finite width the blocks o ≠ o' are O(width^−1/2). Computed by the
+    layer recursion of `_structured_ntk` with G_l kept per output: Θ = Σ_l (G_l G_lᵀ) ⊙
+    (c_l² H_{l−1} H_{l−1}ᵀ + β_l²) with G_l viewed as [n·k, n_l], plus the readout's
+    I_k ⊗ (c² H_L H_Lᵀ + β²). Memory O(n1·n2·k² + n·k·width).
+    """
+    x1 = _as_inputs(model, x1)
+    other = x1 if x2 is None else _as_inputs(model, x2)
+    layers, k = model.layers, model.out_features
+    n1, n2 = x1.shape[0], other.shape[0]
+    with torch.no_grad():
+        caches = [model.forward_with_cache(x1), model.forward_with_cache(other)]
+
+        def inputs_gram(layer: DenseLayer, index: int) -> torch.Tensor:
+            h1, h2 = (c.layer_inputs[index] for c in caches)
+            return (h1 @ h2.T).mul_(layer.weight_multiplier**2).add_(layer.bias_multiplier**2)
+
+        theta = torch.zeros(n1, k, n2, k, dtype=x1.dtype, device=x1.device)
+        readout = layers[-1]
+        theta.diagonal(dim1=1, dim2=3).add_(inputs_gram(readout, len(layers) - 1)[..., None])
+        weight = readout.weight * readout.weight_multiplier  # [k, n_L]
+        grads = [  # G_L[x, o, i] = ∂f_o(x)/∂z_L,i
+            activation_derivative_(c.pre_activations[-1].clone(), model.activation)[:, None, :]
+            * weight[None]
+            for c in caches
+        ]
+        for l_index in range(len(layers) - 1, 0, -1):
+            layer = layers[l_index - 1]
+            outputs_gram = grads[0].reshape(n1 * k, -1) @ grads[1].reshape(n2 * k, -1).T
+            theta.add_(
+                outputs_gram.view(n1, k, n2, k) * inputs_gram(layer, l_index - 1)[:, None, :, None]
+            )
+            if l_index == 1:
+                break
+            weight = layer.weight * layer.weight_multiplier
+            grads = [
+                (g @ weight)
+                * activation_derivative_(c.pre_activations[l_index - 2].clone(), model.activation)[
+                    :, None, :
+                ]
+                for g, c in zip(grads, caches, strict=True)
+            ]
+    return theta.reshape(n1 * k, n2 * k)
 
 
 def network_nngp(model: MLP, x1: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:

@@ -131,12 +131,17 @@ def linearized_prediction(
     residual: torch.Tensor,
     lr: float,
     steps: int,
+    n_points: int | None = None,
 ) -> torch.Tensor:
     """How T steps of GD on the network linearized at θ₀ move its outputs at the rows of
     `kernel_eval`: Θ(x, X) g_T(Θ) r, with Θ the NTK on the training inputs (n × n),
     r = y − f₀(X) the training residual and g_T the filter above (the loss is
-    (1/2n)Σ(y − f)², so the outputs move by −(η/n)Θ(f − y) per step)."""
-    n = kernel_train.shape[0]
+    (1/2n)Σ(y − f)², so the outputs move by −(η/n)Θ(f − y) per step).
+
+    `n_points`: the n of the loss, when it is not the kernel's size: a kernel with its k
+    output blocks is nk × nk (rows (point, output), r flattened alike) while the loss still
+    averages over the n points."""
+    n = kernel_train.shape[0] if n_points is None else int(n_points)
     lam, vec = torch.linalg.eigh(kernel_train)
     lam = lam.clamp_min(0.0)  # round-off below 0 on a PSD kernel
     g = gd_filter(lam.cpu().numpy(), lr, n, steps)

@@ -122,6 +122,14 @@ DATA: dict[str, Schema] = {
 }  # fmt: skip
 DATA["fashion_mnist"] = DATA["mnist"]
 DATA["digits_noisy"] = DATA["digits"]
+DATA["mnist1d"] = {
+    "name": text,
+    "n_train": integer(1, 4000),  # the mnist1d package's default split: 4000 / 1000
+    "n_test": integer(1, 1000),
+    "label_noise": fraction,
+    "seed": SEED,
+}
+DATA["mnist1d_noisy"] = DATA["mnist1d"]
 
 MODEL: dict[str, Schema] = {
     "mlp": {

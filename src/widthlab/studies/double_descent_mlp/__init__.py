@@ -47,11 +47,13 @@ class DoubleDescentMLP(Study):
         band = cfg["study"]["peak_band"]
         if len(band) != 2 or band[0] > band[1]:
             raise ConfigError("study.peak_band", band, "[low, high] with low ≤ high")
-        if cfg["data"]["name"] not in ("digits", "digits_noisy", "mnist", "fashion_mnist"):
+        # The classification data sets are the ones with training labels to flip.
+        if "label_noise" not in cfg["data"]:
             raise ConfigError(
                 "data",
                 cfg["data"]["name"],
-                "a classification data set (digits, digits_noisy, mnist, fashion_mnist)",
+                "a classification data set (digits, digits_noisy, mnist, fashion_mnist, "
+                "mnist1d, mnist1d_noisy)",
             )
 
     def sweep_warnings(self, configs: list[Mapping[str, Any]]) -> list[str]:
