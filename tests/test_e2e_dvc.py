@@ -16,7 +16,13 @@ from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
 
-STUDIES = ("ntk_convergence", "double_descent_rf", "double_descent_mlp", "lazy_training")
+STUDIES = (
+    "ntk_convergence",
+    "double_descent_rf",
+    "double_descent_mlp",
+    "lazy_training",
+    "max_margin",
+)
 DATASETS = ("sphere_linear", "teacher", "digits", "digits_noisy")
 
 
