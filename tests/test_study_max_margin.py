@@ -300,3 +300,40 @@ def test_summary_tables_and_metrics_are_small():
     }
     assert len(results.metrics) <= 6
     assert results.metrics["comparisons"] == results.metrics["agree"] == 4 + 1 + 2
+
+
+def test_figures_plot_the_tables_and_the_report_reads_the_summary(tmp_path):
+    from widthlab.runtime.report import Page
+    from widthlab.runtime.study import Results
+    from widthlab.studies.max_margin import MaxMargin
+
+    records = {
+        "binary": [implicit_record(0), implicit_record(1)],
+        "separability": cover_records(),
+        "classification": classification_records(0.03),
+    }
+    results = summarize(records, {**SETTINGS, "fit_decades": 2})
+    figures = MaxMargin().figures(Results(results.summary, results.tables))
+    assert set(figures) == {"implicit_bias", "gradient_shares", "separability", "classification"}
+    lines = {
+        line.get_gid(): line for ax in figures["implicit_bias"].figure.axes for line in ax.lines
+    }
+    gap = lines["gap:binary_digits"]
+    table = results.tables["trajectories.csv"]
+    np.testing.assert_allclose(gap.get_ydata(), [r["direction_gap_mean"] for r in table])
+    assert "fit:binary_digits" in lines  # the 1/log t fit over the last two decades
+    measured = next(
+        line for ax in figures["separability"].figure.axes for line in ax.lines
+        if line.get_gid() == "measured"
+    )  # fmt: skip
+    np.testing.assert_allclose(
+        measured.get_ydata(), [p["separable_fraction"] for p in results.tables["separability.csv"]]
+    )
+    summary = {
+        **results.summary,
+        "study": "max_margin",
+        "settings": {**SETTINGS, "digit_classes": [3, 8]},
+    }
+    text = "\n".join(MaxMargin.report(summary, Page(tmp_path, tmp_path / "report.md", "smoke")))
+    assert "class 3 against 8" in text and "0 of 5 points beyond 2 SE" in text
+    assert text.count("| agrees |") >= 3 and "**differs**" not in text

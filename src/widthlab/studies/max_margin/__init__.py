@@ -66,6 +66,7 @@ class MaxMargin(Study):
         "checkpoints_per_decade": integer(1),
         "lr_fraction": positive,
         "decades_checked": integer(1),
+        "fit_decades": integer(1),
         "kkt_tolerance": positive,
         "peak_k": positive,
         "separability": {
@@ -108,12 +109,13 @@ class MaxMargin(Study):
                 s["lr_fraction"],
                 "a number below 2 (η·L_s < 2: beyond it gradient descent can diverge)",
             )
-        if kind in ("binary", "multiclass") and s["steps"] < 10 ** s["decades_checked"]:
+        decades = max(s["decades_checked"], s["fit_decades"])
+        if kind in ("binary", "multiclass") and s["steps"] < 10**decades:
             raise ConfigError(
                 "study.steps",
                 s["steps"],
-                f"≥ 10^decades_checked = {10 ** s['decades_checked']} (the gap is checked "
-                "over that many decades of steps)",
+                f"≥ 10^{decades} (the gap is checked over decades_checked and fitted over "
+                "fit_decades decades of steps)",
             )
         allowed = {
             "binary": BINARY_DATA,
@@ -181,10 +183,10 @@ class MaxMargin(Study):
                 "Gradient descent on the cross-entropy from zero against the hard-margin SVM on "
                 "the same random features, one colour per problem, against the step t (log "
                 "x): (a) direction gap 1 − cos(w_t, ŵ), log-log, dashed: the fit "
-                "√(2·gap) = c/ln(t/t₀) over the last decades checked; (b) normalized margin "
-                "over the SVM's, which can never exceed 1; (c) ‖w_t‖/‖ŵ‖, dotted: slope 1 "
-                "in ln t (w_t ≈ ŵ ln t); (d) training loss. Line = mean over the separable "
-                "seeds, band = ± 1 sd.",
+                "√(2·gap) = c/ln(t/t₀) over the last study.fit_decades decades; (b) "
+                "normalized margin over the SVM's, which can never exceed 1; (c) ‖w_t‖/‖ŵ‖, "
+                "dotted: slope 1 in ln t (w_t ≈ ŵ ln t); (d) training loss. Line = mean over "
+                "the separable seeds, band = ± 1 sd.",
             )
             out["gradient_shares"] = FigureSpec(
                 figures.gradient_shares_figure(t.get("shares.csv", []), t["trajectories.csv"]),

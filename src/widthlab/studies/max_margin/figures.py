@@ -37,7 +37,6 @@ def implicit_bias_figure(rows: Sequence[Row], summary: Mapping) -> Figure:
     fig = Figure(figsize=(11, 8.4), layout="constrained")
     (ax_gap, ax_margin), (ax_norm, ax_loss) = fig.subplots(2, 2)
     entries = summary.get("implicit_bias", {})
-    decades = None
     for i, problem in enumerate(_problems(rows)):
         mine = [r for r in rows if r["problem"] == problem]
         colour, label = COLOURS[i % len(COLOURS)], problem_label(problem)
@@ -45,7 +44,7 @@ def implicit_bias_figure(rows: Sequence[Row], summary: Mapping) -> Figure:
         band(ax_gap, x, m, s, colour=colour, label=label, gid=f"gap:{problem}", marker="")
         e = entries.get(problem, {})
         slope, t0 = (e.get("fit_slope") or {}).get("mean"), (e.get("fit_t0") or {}).get("mean")
-        decades = (e.get("gap_decreasing") or {}).get("decades", decades)
+        decades = e.get("fit_decades")
         if slope and t0 and decades and x.size:
             t = np.geomspace(x[-1] / 10**decades, x[-1], 50)
             t = t[t > t0 * 1.5]
@@ -76,9 +75,10 @@ def implicit_bias_figure(rows: Sequence[Row], summary: Mapping) -> Figure:
             marker="",
         )
         if x.size:
+            late = x >= x[-1] / 1e3  # references over the last three decades only
             ax_norm.plot(
-                x,
-                np.log(x) - math.log(x[-1]) + m[-1],
+                x[late],
+                np.log(x[late]) - math.log(x[-1]) + m[-1],
                 ":",
                 color=colour,
                 lw=1.2,
@@ -87,8 +87,14 @@ def implicit_bias_figure(rows: Sequence[Row], summary: Mapping) -> Figure:
         x, m, s = series(mine, "step", "loss")
         band(ax_loss, x, m, s, colour=colour, label=label, gid=f"loss:{problem}", marker="")
         if x.size:
+            late = x >= x[-1] / 1e3
             ax_loss.plot(
-                x, m[-1] * x[-1] / x, ":", color=colour, lw=1, gid=f"loss_1_over_t:{problem}"
+                x[late],
+                m[-1] * x[-1] / x[late],
+                ":",
+                color=colour,
+                lw=1,
+                gid=f"loss_1_over_t:{problem}",
             )
     log_axes(ax_gap, "gradient-descent step t", "direction gap 1 − cos(w_t, ŵ)")
     ax_gap.plot([], [], "--", color="k", lw=1, label="fit √(2·gap) = c / ln(t/t₀)")
@@ -264,7 +270,7 @@ def classification_figure(rows: Sequence[Row], summary: Mapping) -> Figure:
     log_axes(ax_err, "features / samples  d/n", "test error (clean labels, fraction)", log_y=False)
     ax_err.set_ylim(bottom=0)
     ax_err.set_title("Classification double descent", fontsize=10)
-    ax_err.legend(fontsize=7, loc="upper right", framealpha=0.9)
+    ax_err.legend(fontsize=7, loc="lower left", framealpha=0.9)
     for metric, colour, label in (
         ("separable", "k", "separable training sets (fraction)"),
         ("support_fraction", "tab:green", "support vectors / n"),

@@ -135,10 +135,12 @@ def trajectory_metrics(
     margins,
     shares,
     decades: int,
+    fit_decades: int,
     constraints: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Per checkpoint: loss, ‖w_t‖, and on separable data the direction gap, γ_t/γ̂ and the
-    support vectors' gradient share; then the checks over the last `decades` decades.
+    support vectors' gradient share; then the checks over the last `decades` decades and
+    the 1/log t fit over the last `fit_decades`.
     `constraints` masks the entries of the shares that are constraints (multiclass: every
     wrong class of every point); default all."""
     norms = np.array([np.linalg.norm(w) for w in weights])
@@ -155,7 +157,8 @@ def trajectory_metrics(
     ratio = np.array([normalized_margin(margins(w), w) for w in weights]) / svm.margin
     support_share = np.array([shares(w)[svm.support].sum() for w in weights])
     late = last_decades(steps, decades)
-    fit = inverse_log_fit(steps[late], gap[late])
+    window = last_decades(steps, fit_decades)
+    fit = inverse_log_fit(steps[window], gap[window])
     final_shares = shares(weights[-1])
     others = ~svm.support if constraints is None else constraints & ~svm.support
     duals = svm.duals / svm.duals.sum()
@@ -216,6 +219,7 @@ def measure_binary(cfg: DictConfig) -> dict[str, Any]:
             lambda w: binary_margins(h, y, w),
             lambda w: binary_gradient_shares(h, y, w),
             int(s.decades_checked),
+            int(s.fit_decades),
         )
     )
     if not svm.separable:
@@ -257,6 +261,7 @@ def measure_multiclass(cfg: DictConfig) -> dict[str, Any]:
             lambda w: multiclass_margins(h, labels, w),
             lambda w: multiclass_gradient_shares(h, labels, w),
             int(s.decades_checked),
+            int(s.fit_decades),
             constraints=np.arange(classes)[None, :] != labels[:, None],
         )
     )

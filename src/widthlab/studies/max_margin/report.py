@@ -83,8 +83,9 @@ def implicit_bias_lines(problems: Mapping[str, Any], settings: Mapping[str, Any]
         "the normalized margin over the SVM's, the growth of ‖w_t‖ per unit of ln t over the "
         "last decade over ‖ŵ‖ (1 in the limit w_t ≈ ŵ ln t), the support vectors' share of "
         "the gradient and the total-variation distance between all gradient shares and the "
-        "SVM's α/Σα; the fit √(2·gap) = c/ln(t/t₀) over the last decades checked, with its "
-        "largest relative deviation from the measured gaps:",
+        "SVM's α/Σα; the fit √(2·gap) = c/ln(t/t₀) (Soudry et al.'s w_t ≈ ŵ ln t + ρ with "
+        f"constant ρ) over the last {settings.get('fit_decades')} decades of steps, with "
+        "its largest relative deviation from the measured gaps:",
         "",
         "| problem | n | d | T | support vectors | 1 − cos at T | γ_T/γ̂ | norm growth | SV "
         "share | share distance | fit c | fit t₀ | fit deviation |",

@@ -120,6 +120,7 @@ def problem_summary(records: list[dict], settings: Mapping[str, Any]) -> dict[st
     for key in AVERAGED:
         entry[key] = _stat([x[key] for x in m if x.get(key) is not None])
     entry["fit_max_relative_deviation"] = max(x["fit_max_relative_deviation"] for x in m)
+    entry["fit_decades"] = settings.get("fit_decades")
     return entry
 
 
@@ -347,6 +348,13 @@ def classification_summary(
     return out, table
 
 
+def _shown_peak(entry: Mapping[str, Any] | None) -> float | None:
+    """The d/n of a classification peak that shows, else None."""
+    if not entry or not entry.get("shows_peak"):
+        return None
+    return entry["peak"]["d_over_n"]
+
+
 def problem_of(record: Mapping[str, Any]) -> str:
     """`<job kind>_<data set>`, e.g. binary_digits."""
     return f"{record.get('job_kind')}_{record.get('config', {}).get('data', {}).get('name')}"
@@ -396,9 +404,7 @@ def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) ->
         ),
         "max_final_direction_gap": max(gaps, default=None),
         "cover_max_abs_z": cover.get("max_abs_z"),
-        "logistic_limit_peak_d_over_n": (classification.get("logistic_limit") or {}).get(
-            "peak_d_over_n"
-        ),
+        "logistic_limit_peak_d_over_n": _shown_peak(classification.get("logistic_limit")),
     }
     tables = {}
     trajectories = trajectory_rows(implicit)
