@@ -123,6 +123,7 @@ NTK = ["study=ntk_convergence"]
 FL = ["study=feature_learning"]
 DD1D = ["study=mnist1d_double_descent"]
 FVI = ["study=finite_vs_infinite"]
+MM = ["study=max_margin"]
 GOOD_RECORD = '{"key": "seed=0,study.width=64", "status": "ok", "job": {"seed": 0}, "metrics": {}}'
 TOY_RECORD = "results/toy/records/main/seed=0,study.width=64.json"
 
@@ -181,6 +182,13 @@ ROWS = [
     ("run", [*RF, "model.activation=gelu"], "model.activation='gelu' is not allowed", None),
     ("run", [*RF, "model.feature_distribution=uniform"], "model.feature_distribution='uniform' is not allowed", None),
     ("run", [*RF, "seed=99"], "study.n_train=60 is not allowed", None),
+    ("run", [*MM, "study.lr_fraction=2.0"], "study.lr_fraction=2.0 is not allowed", None),
+    ("run", [*MM, "study.steps=500"], "study.steps=500 is not allowed", None),
+    ("run", [*MM, "study.digit_classes=[3,3]"], "study.digit_classes=[3, 3] is not allowed", None),
+    ("run", [*MM, "seed=5"], "study.n_train=40 is not allowed", None),
+    ("run", ["study=max_margin/multiclass", "data=sphere_linear"], "data='sphere_linear' is not allowed", None),
+    ("run", ["study=max_margin/separability", "study.separability.n_points=1000"], "study.separability.n_points=1000 is not allowed", None),
+    ("run", ["study=max_margin/classification", "study.classification.width_ratios=[0.5,0.51,2]"], "study.classification.width_ratios=[0.5, 0.51, 2] is not allowed", None),
     ("run", [*MLP, "train.lr=0"], "train.lr=0 is not allowed", None),
     ("run", [*MLP, "train.lr=-1"], "train.lr=-1 is not allowed", None),
     ("run", [*MLP, "train.optimizer=lbfgs"], "train.optimizer='lbfgs' is not allowed", None),

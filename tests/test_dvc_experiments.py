@@ -63,14 +63,16 @@ def test_queued_experiments_run_a_study_variation_each(tmp_path, monkeypatch):
             steps = params["train"]["max_steps"]
             found[steps] = data["metrics"]["results/double_descent_mlp/metrics.json"]["data"]
     assert set(found) == {60, 150}
+    # Smoke: 5 widths × 2 seeds on the squared loss, 3 × 2 on the cross-entropy.
+    jobs = 5 * 2 + 3 * 2
     for metrics in found.values():
-        assert metrics["jobs"] == 5 * 2 and metrics["failed_jobs"] == 0
+        assert metrics["jobs"] == jobs and metrics["failed_jobs"] == 0
     # Both variations logged their sweeps into the one absolute store.
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("double_descent_mlp")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     sweeps = [r for r in runs if r.data.tags.get("widthlab.role") == "sweep"]
-    assert len(sweeps) == 2
+    assert len(sweeps) == 2 * 2  # two sweeps (losses) per variation
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
-    assert len(children) == 2 * 5 * 2
+    assert len(children) == 2 * jobs
     assert os.path.exists(tmp_path / "mlflow.db")

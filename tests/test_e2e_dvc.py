@@ -24,6 +24,7 @@ STUDIES = (
     "feature_learning",
     "mnist1d_double_descent",
     "finite_vs_infinite",
+    "max_margin",
 )
 DATASETS = ("sphere_linear", "teacher", "digits", "digits_noisy", "mnist1d", "mnist1d_noisy")
 

@@ -59,7 +59,7 @@ def test_mnist1d_by_config_alone_and_regression_sets_refused(compose_cfg, smoke_
         )
 
 
-def mlp_records(errors: dict[float, list[float]]):
+def mlp_records(errors: dict[float, list[float]], loss: str = "squared"):
     out = []
     for i, (ratio, per_seed) in enumerate(sorted(errors.items())):
         width = 10 * (i + 1)
@@ -76,7 +76,7 @@ def mlp_records(errors: dict[float, list[float]]):
                 "train": {
                     "max_steps": 100,
                     "stop_loss": 1e-4,
-                    "loss": "squared",
+                    "loss": loss,
                     "optimizer": "adam",
                     "lr": 1e-3,
                 },
@@ -84,7 +84,7 @@ def mlp_records(errors: dict[float, list[float]]):
             }
             out.append(
                 {
-                    "key": f"w{width}s{seed}",
+                    "key": f"w{width}s{seed}" + ("" if loss == "squared" else f"{loss}"),
                     "status": "ok",
                     "metrics": metrics,
                     "config": config,
@@ -131,6 +131,33 @@ def test_a_monotone_curve_reports_no_interior_peak():
     }
     s = summarize({"train": mlp_records(curve)}, SETTINGS).summary
     assert s["interior_peak"] is False and s["shows_peak"] is False
+
+
+def test_both_losses_get_their_own_curve_verdict_and_one_figure():
+    """The cross-entropy sweep's records beside the squared loss's: the squared-loss summary
+    is what it was alone, the cross-entropy curve is judged by the same rule beside it, and
+    one figure draws both."""
+    from widthlab.runtime.study import Results
+    from widthlab.studies.double_descent_mlp import DoubleDescentMLP
+
+    peaked = {0.1: noisy(0.2), 1.0: noisy(0.45, seed=2), 10.0: noisy(0.18, seed=4)}
+    flat = {0.1: noisy(0.2, seed=5), 1.0: noisy(0.2, seed=6), 10.0: noisy(0.19, seed=7)}
+    squared = mlp_records(peaked)
+    alone = summarize({"train": squared}, SETTINGS)
+    both = summarize({"train": squared + mlp_records(flat, "cross_entropy")}, SETTINGS)
+    ce = both.summary.pop("other_losses")["cross_entropy"]
+    assert both.summary == alone.summary
+    assert alone.summary["shows_peak"] is True and ce["shows_peak"] is False
+    assert ce["loss"] == "cross_entropy" and ce["largest_width"]["test_error"] == pytest.approx(
+        np.mean(flat[10.0])
+    )
+    assert both.metrics["comparisons"] == 2 and both.metrics["agree"] == 1
+    assert {r["loss"] for r in both.tables["curves.csv"]} == {"squared", "cross_entropy"}
+    both = summarize({"train": squared + mlp_records(flat, "cross_entropy")}, SETTINGS)
+    figures = DoubleDescentMLP().figures(Results(both.summary, both.tables))
+    assert set(figures) == {"mlp_double_descent", "mlp_losses"}
+    gids = {line.get_gid() for ax in figures["mlp_losses"].figure.axes for line in ax.lines}
+    assert {"test_error:squared", "test_error:cross_entropy"} <= gids
 
 
 @pytest.mark.slow

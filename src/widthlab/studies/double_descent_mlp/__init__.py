@@ -1,7 +1,10 @@
 """Does the test error of a trained MLP peak where its parameter count P reaches the
 interpolation threshold n·C and fall again beyond it (Belkin et al. 2019, Fig. 4)?
 
-One job (`job.py`) = (width, seed). Config: `conf/study/double_descent_mlp.yaml`.
+One job (`job.py`) = (width, seed) of one training loss. Configs:
+`conf/study/double_descent_mlp.yaml` (squared loss) and
+`conf/study/double_descent_mlp/cross_entropy.yaml` (the same networks on the cross-entropy),
+sharing `conf/study/double_descent_mlp/common.yaml`.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class DoubleDescentMLP(Study):
             "curves.csv",
             "params_over_threshold",
             ("test_error", "train_error"),
+            ("loss",),
         ),
     )
 
@@ -87,13 +91,30 @@ class DoubleDescentMLP(Study):
         if not rows:
             return {}
         seeds = (results.summary.get("peak") or {}).get("seeds", "?")
-        return {
+        main = results.summary.get("loss") or "squared"
+        mine = [r for r in rows if (r.get("loss") or "squared") == main]
+        out = {
             "mlp_double_descent": FigureSpec(
-                figures.mlp_double_descent_figure(rows, results.summary),
+                figures.mlp_double_descent_figure(mine, results.summary),
                 "Left: test error (clean test labels) and train error (noisy training labels) of "
                 "the trained network against P/(n·C), log x; right: training and test loss, "
                 "log-log; "
-                f"dash-dotted: the interpolation threshold P = n·C. Mean over {seeds} seeds, "
-                "band = mean ± 1 sd over seeds.",
+                f"dash-dotted: the interpolation threshold P = n·C. {main.replace('_', '-')} "
+                f"loss; mean over {seeds} seeds, band = mean ± 1 sd over seeds.",
             )
         }
+        others = results.summary.get("other_losses") or {}
+        if others:
+            counts = "/".join(
+                str((e.get("peak") or {}).get("seeds", "?"))
+                for e in (results.summary, *others.values())
+            )
+            out["mlp_losses"] = FigureSpec(
+                figures.loss_comparison_figure(rows, results.summary),
+                "The same networks trained on the squared loss (one-hot targets) and on the "
+                "softmax cross-entropy, same data, optimizer and step budget: test error "
+                "(left) and train error on the noisy training labels (right) against "
+                "P/(n·C), log x; dash-dotted: P = n·C. Mean over seeds "
+                f"({counts} per loss, as listed), band = mean ± 1 sd over seeds.",
+            )
+        return out

@@ -79,3 +79,57 @@ def mlp_double_descent_figure(rows: Sequence[Row], summary: Mapping | None = Non
     note = sample_size_note(rows, ["test_error"])
     fig.suptitle(f"MLP double descent, one hidden layer ({extra}{note})")
     return fig
+
+
+LOSS_STYLE = {
+    "squared": ("tab:red", "o", "squared loss"),
+    "cross_entropy": ("tab:blue", "s", "cross-entropy"),
+}
+
+
+def loss_comparison_figure(rows: Sequence[Row], summary: Mapping | None = None) -> Figure:
+    """The squared-loss and cross-entropy curves in one figure: test error (left) and train
+    error on the noisy labels (right) against P/(n·C), one band per loss, with the
+    interpolation threshold P = n·C marked."""
+    fig = Figure(figsize=(11, 4.4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    losses = sorted({str(r.get("loss") or "squared") for r in rows}, key=lambda v: v != "squared")
+    for ax, metric, what in (
+        (axes[0], "test_error", "test error, clean labels"),
+        (axes[1], "train_error", "train error, noisy labels"),
+    ):
+        for i, loss in enumerate(losses):
+            colour, marker, name = LOSS_STYLE.get(loss, (f"C{i + 2}", "^", loss))
+            sub = [r for r in rows if str(r.get("loss") or "squared") == loss]
+            x, m, s = series(sub, "params_over_threshold", metric)
+            if x.size:
+                band(
+                    ax,
+                    x,
+                    m,
+                    s,
+                    colour=colour,
+                    label=name,
+                    gid=f"{metric}:{loss}",
+                    log_y=False,
+                    marker=marker,
+                )
+        ax.axvline(
+            1.0,
+            color="0.35",
+            ls="-.",
+            lw=1,
+            label="interpolation threshold P = n·C",
+            gid="threshold",
+        )
+        log_axes(ax, _P_OVER_NC, f"{what} (fraction)", log_y=False)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+    axes[0].set_title("Test error: squared loss against cross-entropy", fontsize=10)
+    axes[1].set_title("Fitting the noisy training labels", fontsize=10)
+    extra = ""
+    if summary and summary.get("threshold"):
+        extra = f"n·C = {summary['threshold']}, ≤ {summary.get('max_steps')} steps; "
+    note = sample_size_note(rows, ["test_error"])
+    fig.suptitle(f"MLP double descent, two losses ({extra}{note})")
+    return fig

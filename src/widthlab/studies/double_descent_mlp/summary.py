@@ -1,9 +1,14 @@
-"""`double_descent_mlp`'s results: the test-error curve against P/(n·C) and its peak.
+"""`double_descent_mlp`'s results: the test-error curve against P/(n·C) and its peak, per
+training loss.
 
 Rule (settings from the study config, recorded in the summary): the peak is the highest
 seed-averaged test error among the widths with P/(n·C) in `peak_band`; it must be interior
 to the sweep, and it "shows" when it is above both the best smaller network and the largest
 one by more than `peak_k` standard errors of the difference (SE = sd/√seeds of each mean).
+
+The squared-loss curve (the main sweep) fills the top level of the summary as it always
+has; the curve of each other loss (the `cross_entropy` sweep) is judged by the same rule
+and goes under `other_losses.<loss>`. The curves table has a `loss` column.
 """
 
 from __future__ import annotations
@@ -28,12 +33,19 @@ METRICS = (
 )
 
 
+def loss_of(record: Mapping[str, Any]) -> str:
+    """The loss a job trained on, from its config (records before the cross-entropy sweep
+    existed are squared-loss ones)."""
+    return str(record.get("config", {}).get("train", {}).get("loss", "squared"))
+
+
 def curves(records: list[dict]) -> list[dict]:
-    """Per width: mean, sd, SE and count over seeds, with P/(n·C) as the x axis."""
-    out = mean_std_curves(tidy_rows(records), (), "width", METRICS)
+    """Per (loss, width): mean, sd, SE and count over seeds, with P/(n·C) as the x axis."""
+    rows = [{**row, "loss": loss_of(rec)} for rec in records for row in tidy_rows([rec])]
+    out = mean_std_curves(rows, ("loss",), "width", METRICS)
     for c in out:
         c["params_over_threshold"] = c.get("params_over_threshold_mean")
-        c["group"] = "mlp"
+        c["group"] = "mlp" if c["loss"] == "squared" else f"mlp {c['loss']}"
     return [c for c in out if c["params_over_threshold"] is not None]
 
 
@@ -83,11 +95,10 @@ def peak_summary(table: list[dict], settings: Mapping[str, Any]) -> dict[str, An
     }
 
 
-def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
-    jobs = records.get("train", [])
-    table = sorted(curves(jobs), key=lambda c: c["width"])
+def curve_summary(table: list[dict], ok: list[dict], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The peak and the training settings of one loss's curve (its rows of `table`, sorted
+    by width, and its finished records `ok`)."""
     out: dict[str, Any] = {}
-    ok = [r for r in jobs if r["status"] == "ok"]
     if table:
         out.update(peak_summary(table, settings))
         config = ok[0]["config"]
@@ -101,12 +112,35 @@ def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) ->
             label_noise=config["data"]["label_noise"],
             data=config["data"]["name"],
         )
-    verdict = out.get("shows_peak")
+    return out
+
+
+def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
+    jobs = records.get("train", [])
+    table = sorted(curves(jobs), key=lambda c: (c["loss"] != "squared", c["loss"], c["width"]))
+    losses = list(dict.fromkeys(c["loss"] for c in table))
+    ok = [r for r in jobs if r["status"] == "ok"]
+
+    def entry(loss: str) -> dict[str, Any]:
+        return curve_summary(
+            [c for c in table if c["loss"] == loss], [r for r in ok if loss_of(r) == loss], settings
+        )
+
+    main = losses[0] if losses else "squared"
+    out = entry(main)
+    others = {loss: entry(loss) for loss in losses[1:]}
+    if others:
+        out["other_losses"] = others
+    verdicts = [e.get("shows_peak") for e in (out, *others.values()) if e]
+    decided = [v for v in verdicts if v is not None]
+    ce = others.get("cross_entropy", {})
     metrics = {
-        "comparisons": int(verdict is not None),
-        "agree": int(bool(verdict)),
+        "comparisons": len(decided),
+        "agree": sum(bool(v) for v in decided),
         "peak_params_over_threshold": (out.get("peak") or {}).get("params_over_threshold"),
         "peak_test_error": (out.get("peak") or {}).get("test_error"),
         "largest_width_test_error": (out.get("largest_width") or {}).get("test_error"),
     }
+    if ce:
+        metrics["ce_largest_width_test_error"] = (ce.get("largest_width") or {}).get("test_error")
     return Results(summary=out, tables={"curves.csv": table}, metrics=metrics)
