@@ -32,7 +32,7 @@ and digits on the same images with its own features.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -132,15 +132,16 @@ def trajectory_metrics(
     weights: np.ndarray,
     losses: np.ndarray,
     svm: MaxMarginSolution,
-    margins,
-    shares,
+    margins: Callable[[np.ndarray], np.ndarray],
+    shares: Callable[[np.ndarray], np.ndarray],
     decades: int,
     fit_decades: int,
     constraints: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Per checkpoint: loss, ‖w_t‖, and on separable data the direction gap, γ_t/γ̂ and the
     support vectors' gradient share; then the checks over the last `decades` decades and
-    the 1/log t fit over the last `fit_decades`.
+    the 1/log t fit over the last `fit_decades`. `margins(w)` gives the constraint margins
+    a_kᵀw, `shares(w)` the gradient shares, in the shape of the SVM's duals;
     `constraints` masks the entries of the shares that are constraints (multiclass: every
     wrong class of every point); default all."""
     norms = np.array([np.linalg.norm(w) for w in weights])
