@@ -147,3 +147,28 @@ def test_a_study_whose_every_job_failed_gets_a_summary_and_no_figures(
     assert json.loads((folder / "summary.json").read_text())["n_failed"] == 2
     assert json.loads((folder / "metrics.json").read_text())["failed_jobs"] == 2
     assert not list((folder / "figures").glob("*.png"))
+
+
+def test_memory_check_counts_the_jobs_a_parallel_launcher_runs_side_by_side(monkeypatch):
+    import os
+
+    from widthlab.runtime.errors import ResourceError
+    from widthlab.runtime.preflight import check_memory, concurrent_jobs
+
+    configs = [{"max_memory_gb": 1.0, "need": gib} for gib in (0.2, 0.6, 0.5)]
+    estimate = lambda cfg: cfg["need"] * 2**30  # noqa: E731
+    keys = ["a", "b", "c"]
+    check_memory(configs, estimate, keys)  # one at a time: each fits in 1 GiB
+    message = (r"^2 jobs side by side .* about 1\.1 GiB together \(largest: `b`\), more than "
+               r"the 1\.0 GiB of max_memory_gb=1\.0")  # fmt: skip
+    with pytest.raises(ResourceError, match=message):
+        check_memory(configs, estimate, keys, concurrent=2)
+    with pytest.raises(ResourceError, match=r"^job `b` needs about 0\.6 GiB"):
+        check_memory([{**c, "max_memory_gb": 0.55} for c in configs], estimate, keys, 2)
+    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert concurrent_jobs({"_target_": joblib, "n_jobs": -1}) == 8
+    assert concurrent_jobs({"_target_": joblib, "n_jobs": -2}) == 7
+    assert concurrent_jobs({"_target_": joblib, "n_jobs": 3}) == 3
+    assert concurrent_jobs({"_target_": "hydra._internal.core_plugins.basic_launcher"}) == 1
+    assert concurrent_jobs(None) == 1

@@ -10,7 +10,8 @@ sweep (one for a single run) and checks, stopping at the first problem with one 
 - data files: each distinct data set the jobs read exists, its card is well formed, its
   arrays match their checksums, and it was made with the settings the jobs ask for;
 - memory: every job's estimated peak (its study's formula) fits in `max_memory_gb`, or in
-  the memory available now;
+  the memory available now, and so do the largest ones together when a parallel launcher
+  runs several side by side;
 - tracking: the URI's scheme is one MLflow stores take, and a server answers within a few
   seconds (no 250-second retry loop).
 """
@@ -106,19 +107,48 @@ def available_memory() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def check_memory(configs: list[Mapping[str, Any]], estimate, keys: list[str]) -> None:
-    """Refuse the sweep when a job's estimated peak exceeds the limit, naming the job."""
+def check_memory(
+    configs: list[Mapping[str, Any]], estimate, keys: list[str], concurrent: int = 1
+) -> None:
+    """Refuse the sweep when its jobs' estimated peaks exceed the limit, naming the job: one
+    job alone, or with `concurrent` jobs side by side (a parallel launcher on this machine),
+    the largest estimates together."""
     limit_gb = configs[0].get("max_memory_gb")
     limit = int(limit_gb * 2**30) if limit_gb else available_memory()
     source = f"max_memory_gb={limit_gb}" if limit_gb else "the memory available now"
-    for cfg, key in zip(configs, keys, strict=True):
-        need = float(estimate(cfg))
+    needs = [float(estimate(cfg)) for cfg in configs]
+    for need, key in zip(needs, keys, strict=True):
         if need > limit:
             raise ResourceError(
                 f"job `{key}` needs about {need / 2**30:.1f} GiB (estimated peak), more than "
                 f"the {limit / 2**30:.1f} GiB of {source}: choose a smaller size, or set "
                 "max_memory_gb if this machine has more to give"
             )
+    side_by_side = min(int(concurrent), len(needs))
+    if side_by_side > 1:
+        largest = sorted(zip(needs, keys, strict=True), reverse=True)[:side_by_side]
+        total = sum(need for need, _ in largest)
+        if total > limit:
+            raise ResourceError(
+                f"{side_by_side} jobs side by side (the parallel launcher's workers) need about "
+                f"{total / 2**30:.1f} GiB together (largest: `{largest[0][1]}`), more than the "
+                f"{limit / 2**30:.1f} GiB of {source}: set hydra.launcher.n_jobs lower, "
+                "choose smaller sizes, or set max_memory_gb if this machine has more to give"
+            )
+
+
+def concurrent_jobs(launcher: Mapping[str, Any] | None) -> int:
+    """How many jobs the sweep's Hydra launcher runs side by side on this machine: joblib's
+    n_jobs (−1: every core, −2: all but one, as joblib counts), 1 for the basic launcher and
+    for submitit, whose jobs each get their own allocation."""
+    import os
+
+    launcher = launcher or {}
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return 1
+    n_jobs = int(launcher.get("n_jobs") or 1)
+    cores = os.cpu_count() or 1
+    return max(1, cores + 1 + n_jobs if n_jobs < 0 else n_jobs)
 
 
 def check_tracking(tracking: Mapping[str, Any]) -> None:
@@ -154,8 +184,10 @@ def preflight(
     study: Any,
     keys: list[str] | None = None,
     writes: Iterable[str] = ("results",),
+    concurrent: int = 1,
 ) -> None:
-    """Run every check of the module docstring over the jobs' resolved configs."""
+    """Run every check of the module docstring over the jobs' resolved configs;
+    `concurrent`: how many of them run side by side (`concurrent_jobs`)."""
     first = configs[0]
     check_paths(first["paths"], writes)
     jobs = [study.job(cfg["study"]["job"]) for cfg in configs]
@@ -173,5 +205,6 @@ def preflight(
         for cfg in configs:
             node = OmegaConf.create(cfg)
             keys.append(job_key({k: OmegaConf.select(node, k) for k in cfg["study"]["job_keys"]}))
-    check_memory(configs, lambda cfg: study.job(cfg["study"]["job"]).peak_memory(cfg), keys)
+    estimate = lambda cfg: study.job(cfg["study"]["job"]).peak_memory(cfg)  # noqa: E731
+    check_memory(configs, estimate, keys, concurrent)
     check_tracking(first["tracking"])

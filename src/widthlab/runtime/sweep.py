@@ -163,7 +163,11 @@ def plan_sweep(config: DictConfig) -> SweepPlan:
             resolved[0]["study"]["job_keys"],
             "keys that tell the sweep's jobs apart (two jobs share a key)",
         )
-    preflight(resolved, study, keys=keys)
+    from widthlab.runtime.preflight import concurrent_jobs
+
+    launcher = OmegaConf.select(config, "hydra.launcher", default=None)
+    launcher = OmegaConf.to_container(launcher, resolve=True) if launcher is not None else None
+    preflight(resolved, study, keys=keys, concurrent=concurrent_jobs(launcher))
     for warning in study.sweep_warnings(resolved):
         log.warning(warning)
     cached = [
