@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import sys
 import time
 import traceback
 from collections.abc import Mapping
@@ -274,6 +275,7 @@ def _compute(cfg, study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, 
         "provenance": provenance(),
         "memory": {"estimate_mb": round(job.peak_memory(resolved) / 2**20, 1)},
     }
+    reset_peak_rss()
     baseline_mb = round(_rss_mb(), 1)
     tags = {
         "widthlab.key": plan.key,
@@ -334,16 +336,42 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+def reset_peak_rss() -> None:
+    """Start the process's peak resident set afresh (Linux: `/proc/self/clear_refs` "5"), so
+    that a job's recorded peak is its own in a process that ran other jobs before (a
+    reused joblib worker). Elsewhere, or where the file is not writable, it does nothing."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident set, MiB, since it started or since `reset_peak_rss`.
+
+    Linux: VmHWM of `/proc/self/status`, the peak of this process's own memory. Not
+    `getrusage`'s ru_maxrss, which survives `exec`: a Python started from a process of 1.5 GB
+    (a test runner, a DVC worker) reports at least 1.5 GB before it has done anything.
+    Elsewhere ru_maxrss is the fallback.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
 def _timing(start: float, baseline_mb: float) -> dict[str, float]:
     """What the run measured of itself (it varies between runs, unlike the rest of the
-    record): seconds, the process's resident memory when the job started, and its peak."""
-    # ru_maxrss is the process's peak so far (KiB on Linux): the job's own peak when the job
-    # runs alone in its process, an upper bound on it otherwise.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    record): seconds, the process's resident memory when the job started, and its peak
+    since then (`peak_rss_mb`, reset when the job started)."""
     return {
         "seconds": time.perf_counter() - start,
         "baseline_rss_mb": baseline_mb,
-        "process_peak_rss_mb": round(peak, 1),
+        "process_peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
 
