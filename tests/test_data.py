@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from widthlab.checks import InvalidValue
-from widthlab.data import flip_labels, make_dataset, openml_images, sphere_linear, teacher
+from widthlab.data import make_dataset, sphere_linear, teacher
+from widthlab.dataset import flip_labels
+from widthlab.openml import openml_images
 from widthlab.runtime.datafiles import load_dataset, save_dataset
 from widthlab.runtime.errors import DataFileError
 

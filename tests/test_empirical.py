@@ -7,15 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from widthlab.empirical import (
-    empirical_nngp,
-    empirical_ntk,
-    empirical_ntk_by_output,
-    network_nngp,
-    network_seed,
-    release_workspace,
-)
+from widthlab.empirical import empirical_ntk, empirical_ntk_by_output, release_workspace
 from widthlab.models.mlp import MLP
+from widthlab.network_nngp import empirical_nngp, network_nngp, network_seed
 
 F64 = torch.float64
 

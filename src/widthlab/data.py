@@ -16,44 +16,16 @@ data stage reports them under their config key (`data.n_train`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from widthlab.checks import InvalidValue, check_choice, check_fraction, check_int, check_nonnegative
+from widthlab.dataset import Dataset, classification_dataset
+from widthlab.openml import OPENML_NAMES, openml_images
 from widthlab.seeding import rng_for, uniform_sphere
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """One data set: train/test arrays, the arrays that define its target, its settings."""
-
-    name: str
-    task: str  # "regression" or "classification"
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """Every array by the name it is stored under."""
-        return {
-            "x_train": self.x_train,
-            "y_train": self.y_train,
-            "x_test": self.x_test,
-            "y_test": self.y_test,
-            **self.extras,
-        }
-
-    @property
-    def n_outputs(self) -> int:
-        return 1 if self.y_train.ndim == 1 else int(self.y_train.shape[1])
 
 
 def sphere_linear(
@@ -160,52 +132,6 @@ def teacher(
     )
 
 
-def flip_labels(
-    labels: np.ndarray, n_classes: int, fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Replace round(fraction·n) labels, chosen without replacement, by a different class.
-
-    The new class is uniform over the n_classes − 1 other classes, so exactly that many
-    labels end up wrong. Returns (noisy labels, boolean mask of the flipped ones).
-    """
-    n = labels.shape[0]
-    flipped = np.zeros(n, dtype=bool)
-    flipped[rng.choice(n, size=round(fraction * n), replace=False)] = True
-    shift = rng.integers(1, n_classes, size=n)  # 1..C-1: never back to the same class
-    noisy = np.where(flipped, (labels + shift) % n_classes, labels)
-    return noisy, flipped
-
-
-def _classification_dataset(
-    name: str,
-    x_train: np.ndarray,
-    labels_train: np.ndarray,
-    x_test: np.ndarray,
-    labels_test: np.ndarray,
-    n_classes: int,
-    label_noise: float,
-    rng: np.random.Generator,
-    settings: dict[str, Any],
-) -> Dataset:
-    noisy, flipped = flip_labels(labels_train, n_classes, label_noise, rng)
-    eye = np.eye(n_classes)
-    return Dataset(
-        name=name,
-        task="classification",
-        x_train=x_train,
-        y_train=eye[noisy],
-        x_test=x_test,
-        y_test=eye[labels_test],
-        extras={
-            "labels_train": noisy,
-            "labels_test": labels_test,
-            "clean_labels_train": labels_train,
-            "flipped_train": flipped,
-        },
-        settings={**settings, "n_classes": n_classes, "label_noise": float(label_noise)},
-    )
-
-
 def digits(
     n_train: int = 1000, label_noise: float = 0.0, seed: int = 0, n_test: int | None = None
 ) -> Dataset:
@@ -233,7 +159,7 @@ def digits(
     order = rng.permutation(n_total)
     train, test = order[:n_train], order[n_train : n_train + n_test]
     x_train, x_test = standardize_per_feature(x_all[train], x_all[test])
-    return _classification_dataset(
+    return classification_dataset(
         "digits",
         x_train,
         labels_all[train],
@@ -331,7 +257,7 @@ def mnist1d(
 
     arrays = mnist1d_arrays()
     rng = rng_for(seed, "data:mnist1d")
-    return _classification_dataset(
+    return classification_dataset(
         "mnist1d",
         arrays["x_train"][:n_train],
         arrays["labels_train"][:n_train],
@@ -362,65 +288,6 @@ def mnist1d_noisy(
     from dataclasses import replace
 
     return replace(mnist1d(n_train, n_test, label_noise, seed), name="mnist1d_noisy")
-
-
-OPENML_NAMES = {"mnist": "mnist_784", "fashion_mnist": "Fashion-MNIST"}
-
-
-def openml_images(
-    name: str,
-    n_train: int,
-    n_test: int,
-    label_noise: float = 0.0,
-    seed: int = 0,
-    cache_dir: str | os.PathLike[str] = "data/cache",
-    fetch: Callable[..., Any] | None = None,
-) -> Dataset:
-    """MNIST or Fashion-MNIST through OpenML, cached in `cache_dir`, subsampled.
-
-    The OpenML copies keep the canonical order: the first 60 000 rows are the training set,
-    the last 10 000 the test set. A seeded draw without replacement takes `n_train` of the
-    former and `n_test` of the latter. Pixels are divided by 255, centred per pixel with the
-    training mean, then divided by one global scale so that the mean squared norm of a
-    training image is D = 784 (a per-pixel scale would blow up the nearly constant border
-    pixels). Label noise and one-hot targets as in `digits`. `fetch` defaults to
-    `sklearn.datasets.fetch_openml` (tests pass a stand-in; nothing else touches the network).
-    """
-    if name not in OPENML_NAMES:
-        check_choice("name", name, OPENML_NAMES)
-    check_int("n_train", n_train, maximum=60_000)
-    check_int("n_test", n_test, maximum=10_000)
-    check_fraction("label_noise", label_noise)
-    if fetch is None:
-        from sklearn.datasets import fetch_openml as fetch
-    bunch = fetch(OPENML_NAMES[name], version=1, as_frame=False, data_home=str(cache_dir))
-    x_all = np.asarray(bunch.data, dtype=np.float64) / 255.0
-    labels_all = np.asarray(bunch.target).astype(np.int64)
-    n_total = x_all.shape[0]
-    n_canonical_train = n_total - 10_000 if n_total > 10_000 else n_total // 2
-    if n_train > n_canonical_train or n_test > n_total - n_canonical_train:
-        raise InvalidValue(
-            "n_train/n_test",
-            f"{n_train}/{n_test}",
-            f"at most {n_canonical_train}/{n_total - n_canonical_train} for {name}",
-        )
-    rng = rng_for(seed, "data:openml")
-    train = rng.choice(n_canonical_train, size=n_train, replace=False)
-    test = n_canonical_train + rng.choice(n_total - n_canonical_train, size=n_test, replace=False)
-    mean = x_all[train].mean(axis=0)
-    x_train, x_test = x_all[train] - mean, x_all[test] - mean
-    scale = np.sqrt(np.mean(np.sum(x_train**2, axis=1)) / x_train.shape[1])
-    return _classification_dataset(
-        name,
-        x_train / scale,
-        labels_all[train],
-        x_test / scale,
-        labels_all[test],
-        10,
-        label_noise,
-        rng,
-        dict(n_train=n_train, n_test=n_test, dim=int(x_all.shape[1]), seed=seed),
-    )
 
 
 GENERATORS: dict[str, Callable[..., Dataset]] = {

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from widthlab.data import Dataset
+from widthlab.dataset import Dataset
 from widthlab.runtime.errors import DataFileError
 from widthlab.runtime.records import atomic_write_bytes, atomic_write_json
 

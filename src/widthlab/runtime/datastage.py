@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from widthlab.checks import InvalidValue
-from widthlab.data import Dataset, make_dataset
+from widthlab.data import make_dataset
+from widthlab.dataset import Dataset
 from widthlab.runtime.datafiles import save_dataset
 from widthlab.runtime.errors import as_config_error
 from widthlab.runtime.preflight import check_memory, check_tracking, check_writable_dir

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from widthlab.data import Dataset
+from widthlab.dataset import Dataset
 from widthlab.gradient_descent import gradient_descent_closed_form, gradient_descent_dual
 from widthlab.kernels import random_features_kernel
 from widthlab.models.random_features import draw_features, feature_activations

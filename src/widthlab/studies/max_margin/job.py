@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from widthlab.data import Dataset
+from widthlab.dataset import Dataset
 from widthlab.implicit_bias import (
     binary_gradient_shares,
     binary_margins,
