@@ -47,27 +47,48 @@ class WidthSweepResult:
 
 
 def _factor_psd(
-    gram_un: np.ndarray, scale: float, n: int, ridge: float, rtol: float, exact_condition: bool
+    gram_un: np.ndarray,
+    scale: float,
+    n: int,
+    ridge: float,
+    rtol: float,
+    exact_condition: bool,
+    upper_only: bool = False,
+    work: np.ndarray | None = None,
 ):
     """A solver for (scale·gram_un + nλI)z = r, its condition number and the method used.
 
     Cholesky is used when LAPACK's κ₁ estimate is below 1/(size·rtol): κ₂ ≤ size·κ₁, so then
     no eigenvalue would fall under the cutoff and the eigh pseudo-inverse would coincide.
+    `upper_only`: only the upper triangle of `gram_un` holds the matrix and its strict lower
+    triangle is zero (a syrk's output). `work` (float64, at least size² entries) holds the
+    factor, so the returned solver is valid until the next call with the same `work`.
     """
     size = gram_un.shape[0]
-    m = np.asfortranarray(gram_un * scale)
+    if work is None:
+        m = np.empty((size, size), order="F")
+    else:
+        m = np.ndarray((size, size), dtype=np.float64, buffer=work, order="F")
+    np.multiply(gram_un, scale, out=m)
     m.flat[:: size + 1] += n * ridge
-    anorm = lapack.dlange("1", m)
+    if upper_only:
+        # The 1-norm of the symmetric matrix from its upper triangle U (zero below):
+        # column j sums U's column j and U's row j, counting the diagonal once.
+        a = np.abs(m)
+        anorm = float(np.max(a.sum(axis=0) + a.sum(axis=1) - np.abs(np.diagonal(m))))
+    else:
+        anorm = lapack.dlange("1", m)
     cf, info = lapack.dpotrf(m, lower=0, overwrite_a=1, clean=0)
+    uplo = "U" if upper_only else "L"
     if info == 0:
         rcond, _ = lapack.dpocon(cf, anorm)
         if rcond > size * rtol:
             cond = 1.0 / rcond
             if exact_condition:
-                ev = np.linalg.eigvalsh(gram_un * scale)
+                ev = np.linalg.eigvalsh(gram_un * scale, UPLO=uplo)
                 cond = (ev[-1] + n * ridge) / (ev[0] + n * ridge)
             return (lambda r: lapack.dpotrs(cf, r)[0]), cond, "cholesky"
-    s, v = np.linalg.eigh(gram_un * scale)
+    s, v = np.linalg.eigh(gram_un * scale, UPLO=uplo)
     w = _spectral_weights(s, n, ridge, rtol)
     lo = max(float(s[0]), 0.0) + n * ridge
     cond = (s[-1] + n * ridge) / lo if lo > 0 else float("inf")
@@ -160,6 +181,7 @@ def _sweep_loop(s_all, y, ws, lams, t_all, rtol_of, exact_condition, out, preds,
         blk = s_all[:, : small[-1]]
         g_small, b_small = blk.T @ blk, blk.T @ y
     k_un, done = np.zeros((n, n), order="F"), 0
+    work = np.empty(n * n)  # the factor of the current (width, ridge): one buffer, reused
     # Every BLAS/LAPACK call in the loop goes to scipy's OpenBLAS; alternating with numpy's
     # (a second OpenBLAS with its own thread pool) made each call stall on 2 shared cores.
     for j, d in enumerate(ws):
@@ -168,13 +190,14 @@ def _sweep_loop(s_all, y, ws, lams, t_all, rtol_of, exact_condition, out, preds,
         if d < n:
             gram_un, rhs = g_small[:d, :d], b_small[:d] * scale
         else:
-            if d > done:  # in-place rank update; a fresh n×n buffer per width is slow
-                k_un = blas.dgemm(1.0, s_all[:, done:d], s_all[:, done:d], 1.0, k_un, 0, 1, 1)
+            if d > done:  # in-place rank update of the upper triangle (syrk: half a gemm's
+                # flops); a fresh n×n buffer per width is slow
+                k_un = blas.dsyrk(1.0, s_all[:, done:d], beta=1.0, c=k_un, overwrite_c=1)
                 done = d
             gram_un, rhs = k_un, y
         for li, lam in enumerate(lams):
             solve, cond, methods[li][j] = _factor_psd(
-                gram_un, 1.0 / d, n, lam, rtol_of(d), exact_condition
+                gram_un, 1.0 / d, n, lam, rtol_of(d), exact_condition, d >= n, work
             )
             z = solve(rhs)
             beta = blas.dgemv(scale, sd, z, trans=1) if d >= n else z
