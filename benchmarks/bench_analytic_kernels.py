@@ -86,8 +86,7 @@ def main() -> None:
         if activation == "relu":
             lines.append(f"  goal ≤ {GOAL_S} s: "
                          f"{verdict(result.candidate, GOAL_S, False, result.busy)}")  # fmt: skip
-        lines.append(f"  load average before {result.load_before:.2f}, after "
-                     f"{result.load_after:.2f}")  # fmt: skip
+        lines.append(f"  {result.load_line()}")
     report("bench_analytic_kernels", lines)
 
 

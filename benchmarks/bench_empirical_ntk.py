@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 
-from harness import Comparison, alternate, load_average, report, verdict
+from harness import STARTUP_LOAD, Comparison, alternate, load_average, report, verdict
 
 N_POINTS = 512
 INPUT_DIM = 32
@@ -177,7 +177,7 @@ def main() -> None:
     lines = [
         f"empirical NTK Θ(X, X): n = {N_POINTS}, D = {INPUT_DIM}, relu, ntk parameterization, "
         f"float32, CPU; {args.rounds} alternating rounds per comparison",
-        f"load average before: {load_average():.2f}",
+        f"load average at the start: {STARTUP_LOAD:.2f}",
         "",
         f"{'depth':>5} {'width':>6} {'P':>10} {'structured':>11} {'vmap_jacrev':>11} "
         f"{'speedup (median [range])':>26} {'mm rate':>18} {'floor rate':>18}  notes",
@@ -222,6 +222,8 @@ def main() -> None:
             notes.append(f"n×P Jacobian {jacobian_gib:.1f} GiB > {args.max_jacobian_gib:g}")
         if "loop_s" in result:
             notes.append(f"autograd loop {fmt_s(result['loop_s'])}")
+        others = max(c.others_cores for c in (mm, floor))
+        notes.append(f"others {others:.2f} cores")
         mm_cell = (f"{statistics.median(mm_rate):.0%} [{min(mm_rate):.0%}, "
                    f"{max(mm_rate):.0%}]")  # fmt: skip
         floor_cell = (f"{statistics.median(floor_rate):.0%} [{min(floor_rate):.0%}, "

@@ -81,7 +81,7 @@ def main() -> None:
         f"max rel. test-error disagreement: {rel.max():.2e} at d={widths[worst]}",
         f"eigh fallbacks: {sum(m == 'eigh' for m in res.methods[0])}; peak test error "
         f"{sweep_err.max():.3g} at d={widths[np.argmax(sweep_err)]}",
-        f"load average before {result.load_before:.2f}, after {result.load_after:.2f}",
+        result.load_line(),
     ]
     report("bench_rf_solvers", lines)
     limits.restore_original_limits()

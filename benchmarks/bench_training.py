@@ -10,6 +10,13 @@ store with curves every `--log-every` steps. The plain loop does zero_grad / for
 backward / step and nothing else. The two alternate for `--rounds` rounds (benchmarks/
 harness.py); goals: Lightning ≤ 1.1× the plain loop, and ≤ 0.4 ms of overhead per step.
 
+The overhead per step, (Lightning time − plain time)/steps, is also measured where it can be
+resolved: at width 1024 a step costs ~5 ms and the rounds' noise (±0.2 s over 1000 steps) is
+as large as the quantity, so a second alternating comparison runs the same two paths on a
+network of width `--probe-width` (16) for `--probe-steps` (3000) steps, where a step's own
+compute is a few hundredths of a millisecond and the framework's per-step cost is what is
+left; the overhead goal is judged there.
+
     python benchmarks/bench_training.py [--steps 1000] [--width 1024] [--rounds 5]
 """
 
@@ -52,6 +59,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.5)
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--probe-width", type=int, default=16)
+    parser.add_argument("--probe-steps", type=int, default=3000)
     args = parser.parse_args()
     torch.set_num_threads(1)  # as every job runs (conf/config.yaml: threads)
 
@@ -59,12 +68,6 @@ def main() -> None:
     x = torch.randn(args.n, args.dim, generator=g)
     y = torch.nn.functional.one_hot(torch.randint(10, (args.n,), generator=g), 10).float()
 
-    def network():
-        return MLP(args.dim, args.width, 1, out_features=10, seed=1)
-
-    train = OmegaConf.to_container(OmegaConf.load(CONF))
-    train.update(max_steps=args.steps, lr=args.lr, log_every_n_epochs=args.log_every)
-    train["trainer"]["accelerator"] = "cpu"
     ends = {}
     with tempfile.TemporaryDirectory() as tmp:
         from mlflow import MlflowClient
@@ -72,24 +75,33 @@ def main() -> None:
         uri = f"sqlite:///{tmp}/bench.db"
         client = MlflowClient(uri)
         experiment = client.create_experiment("bench")
-        cfg = {"train": train, "tracking": {"uri": uri}, "seed": 0}
 
-        def plain():
-            model = network()
-            plain_loop(model, x, y, args.steps, args.lr)
-            ends["plain"] = model
+        def pair(width: int, steps: int):
+            """The plain loop and the Lightning job at one width and step count."""
+            train = OmegaConf.to_container(OmegaConf.load(CONF))
+            train.update(max_steps=steps, lr=args.lr, log_every_n_epochs=args.log_every)
+            train["trainer"]["accelerator"] = "cpu"
+            cfg = {"train": train, "tracking": {"uri": uri}, "seed": 0}
 
-        def lightning():
-            model = network()
-            run = client.create_run(experiment)
-            token = jobs._ACTIVE_RUN.set(JobRun(client, run.info.run_id))
-            try:
-                train_network(cfg, model, x, y, {"train": (x, y)}, classification=True)
-            finally:
-                jobs._ACTIVE_RUN.reset(token)
-            ends["lightning"], ends["run"] = model, run.info.run_id
+            def plain():
+                model = MLP(args.dim, width, 1, out_features=10, seed=1)
+                plain_loop(model, x, y, steps, args.lr)
+                ends["plain"] = model
 
-        result = alternate(plain, lightning, rounds=args.rounds)
+            def lightning():
+                model = MLP(args.dim, width, 1, out_features=10, seed=1)
+                run = client.create_run(experiment)
+                token = jobs._ACTIVE_RUN.set(JobRun(client, run.info.run_id))
+                try:
+                    train_network(cfg, model, x, y, {"train": (x, y)}, classification=True)
+                finally:
+                    jobs._ACTIVE_RUN.reset(token)
+                ends["lightning"], ends["run"] = model, run.info.run_id
+
+            return plain, lightning
+
+        probe = alternate(*pair(args.probe_width, args.probe_steps), rounds=args.rounds)
+        result = alternate(*pair(args.width, args.steps), rounds=args.rounds)
         logged = len(client.get_metric_history(ends["run"], "epoch/train_loss"))
     gap = max(
         float((a.detach() - b.detach()).abs().max())
@@ -97,6 +109,8 @@ def main() -> None:
     )
     overheads = [1e3 * (c - b) / args.steps for b, c in zip(result.baseline, result.candidate,
                                                              strict=True)]  # fmt: skip
+    probe_overheads = [1e3 * (c - b) / args.probe_steps
+                       for b, c in zip(probe.baseline, probe.candidate, strict=True)]  # fmt: skip
     lines = [
         f"width {args.width}, n {args.n}, {args.steps} full-batch GD steps, float32, 1 thread",
         result.line("plain torch loop  ", result.baseline, " s"),
@@ -104,11 +118,18 @@ def main() -> None:
         result.line("ratio Lightning/plain", result.ratios),
         f"  goal ≤ {RATIO_GOAL}×: {verdict(result.ratios, RATIO_GOAL, False, result.busy)}",
         f"overhead per step: median {statistics.median(overheads):.3f} ms, range "
-        f"[{min(overheads):.3f}, {max(overheads):.3f}] ms",
-        f"  goal ≤ {OVERHEAD_GOAL_MS} ms: "
-        f"{verdict(overheads, OVERHEAD_GOAL_MS, False, result.busy)}",
+        f"[{min(overheads):.3f}, {max(overheads):.3f}] ms (not resolved at this width)",
         f"largest parameter difference at the end: {gap:.2e}",
-        f"load average before {result.load_before:.2f}, after {result.load_after:.2f}",
+        result.load_line(),
+        "",
+        f"overhead probe: width {args.probe_width}, {args.probe_steps} steps",
+        result.line("plain torch loop  ", probe.baseline, " s"),
+        result.line("Lightning + MLflow", probe.candidate, " s"),
+        f"overhead per step: median {statistics.median(probe_overheads):.3f} ms, range "
+        f"[{min(probe_overheads):.3f}, {max(probe_overheads):.3f}] ms",
+        f"  goal ≤ {OVERHEAD_GOAL_MS} ms: "
+        f"{verdict(probe_overheads, OVERHEAD_GOAL_MS, False, probe.busy)}",
+        probe.load_line(),
     ]
     report("bench_training", lines)
 

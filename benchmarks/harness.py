@@ -8,8 +8,11 @@ is
 
 * MET / NOT MET when the whole range of the per-round ratios lies on one side of the goal;
 * UNDECIDED (spread) when the range straddles the goal;
-* UNDECIDED (busy) when the 1-minute load average exceeded 1 before or after the runs:
-  on 2 cores another process then competes for them and the timings are not results.
+* UNDECIDED (busy) when another process competed for the cores: the 1-minute load average
+  was above 1 when the benchmark started (before it did any work of its own), or other
+  processes (and the hypervisor's steal time) used more than a quarter of a core on average
+  while the rounds ran. The load average during the runs is printed but is not the test:
+  it counts the benchmark's own threads, so a two-thread benchmark alone makes it 2.
 
 `report(name, lines)` prints the lines and writes them, under a header with the date and the
 machine, to `benchmarks/results/<name>.txt`.
@@ -27,11 +30,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BUSY_LOAD = 1.0
+BUSY_LOAD = 1.0  # at the benchmark's start
+BUSY_OTHERS = 0.25  # cores used by other processes during the rounds
 
 
 def load_average() -> float:
     return os.getloadavg()[0]
+
+
+# Before the benchmark has done any work; its worker subprocesses inherit the parent's.
+STARTUP_LOAD = float(os.environ.setdefault("BENCH_STARTUP_LOAD", f"{load_average():.2f}"))
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, steal included; CPU seconds of this process
+    and of its children that have finished)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    idle = {"idle", "iowait", "guest", "guest_nice"}  # guest time is already in user
+    machine = sum(getattr(t, f) for f in t._fields if f not in idle)
+    own = psutil.Process().cpu_times()
+    return machine, own.user + own.system + own.children_user + own.children_system
 
 
 def machine() -> str:
@@ -69,6 +89,8 @@ class Comparison:
     candidate: list[float]
     load_before: float
     load_after: float
+    others_cores: float = 0.0  # other processes' mean CPU use during the rounds, in cores
+    startup_load: float = STARTUP_LOAD
 
     @property
     def ratios(self) -> list[float]:
@@ -86,7 +108,12 @@ class Comparison:
 
     @property
     def busy(self) -> bool:
-        return max(self.load_before, self.load_after) > BUSY_LOAD
+        return self.startup_load > BUSY_LOAD or self.others_cores > BUSY_OTHERS
+
+    def load_line(self) -> str:
+        return (f"load average {self.startup_load:.2f} at the start, {self.load_before:.2f} → "
+                f"{self.load_after:.2f} around the rounds; other processes used "
+                f"{self.others_cores:.2f} cores")  # fmt: skip
 
 
 def alternate(baseline: Callable[[], object], candidate: Callable[[], object],
@@ -97,16 +124,19 @@ def alternate(baseline: Callable[[], object], candidate: Callable[[], object],
         baseline()
         candidate()
     b, c = [], []
+    start, (machine0, own0) = time.perf_counter(), cpu_seconds()
     for _ in range(rounds):
         b.append(timed(baseline))
         c.append(timed(candidate))
-    return Comparison(b, c, load_before, load_average())
+    wall, (machine1, own1) = time.perf_counter() - start, cpu_seconds()
+    others = max(0.0, (machine1 - machine0) - (own1 - own0)) / wall
+    return Comparison(b, c, load_before, load_average(), others)
 
 
 def verdict(values: list[float], goal: float, at_least: bool, busy: bool) -> str:
     """MET / NOT MET / UNDECIDED for per-round values against a goal (module docstring)."""
     if busy:
-        return f"UNDECIDED (busy: load average above {BUSY_LOAD:g}; rerun on a quiet machine)"
+        return "UNDECIDED (busy: another process competed for the cores; rerun on a quiet machine)"
     lo, hi = min(values), max(values)
     if at_least:
         if lo >= goal:
