@@ -115,6 +115,29 @@ def short_run_name(identity: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _retry_unique_race(call, attempts: int = 3) -> None:
+    """Run `call`, again when it lost a race to create the same row.
+
+    The store adds a data set to an experiment by looking it up and inserting it when
+    missing; two jobs of a parallel sweep that log the same new file at once both miss it,
+    and the second insert fails on the unique (experiment, name, digest) key. By then the
+    row exists, so the same call simply links it to the run.
+    """
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            call()
+            return
+        except MlflowException as error:
+            text = str(error).lower()
+            lost_race = "unique" in text or "duplicate" in text
+            if not lost_race or attempt == attempts - 1:
+                raise
+            log.info("dataset input lost a race to another job; retrying (%s)", text[:120])
+            time.sleep(0.05 * (attempt + 1))
+
+
 class JobRun:
     """One job's MLflow run (a no-op when tracking is off)."""
 
@@ -162,9 +185,8 @@ class JobRun:
         source = resolve_dataset_source(str(Path(path).resolve()))
         dataset = MetaDataset(source, name=name, digest=sha256[:DIGEST_LENGTH])
         context = InputTag(key="mlflow.data.context", value="training")
-        self.client.log_inputs(
-            self.run_id, [DatasetInput(dataset._to_mlflow_entity(), tags=[context])]
-        )
+        inputs = [DatasetInput(dataset._to_mlflow_entity(), tags=[context])]
+        _retry_unique_race(lambda: self.client.log_inputs(self.run_id, inputs))
 
     def mark_failed(self, reason: str) -> None:
         """End the run as FAILED now, with the reason as a tag."""
