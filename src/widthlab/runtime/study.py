@@ -142,6 +142,18 @@ class Study:
         return [path]
 
 
+def require_values(cfg: Mapping[str, Any], required: Mapping[str, Any], why: str) -> None:
+    """`ConfigError` for the first dotted key of `required` whose value in the resolved `cfg`
+    is not the one required there, saying "<value> in this study (<why>)"."""
+    for key, allowed in required.items():
+        value: Any = cfg
+        for part in key.split("."):
+            value = value[part]
+        if value != allowed:
+            shown = "null" if allowed is None else repr(allowed)
+            raise ConfigError(key, value, f"{shown} in this study ({why})")
+
+
 def load_study(target: str | None) -> Study:
     """The study named by `study._target_` (a dotted class path), instantiated."""
     from hydra.utils import get_class

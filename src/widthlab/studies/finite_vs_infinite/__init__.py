@@ -16,7 +16,7 @@ from typing import Any
 
 from widthlab.runtime.errors import ConfigError
 from widthlab.runtime.schemas import fraction, integer, list_of, nonnegative, positive
-from widthlab.runtime.study import FigureSpec, Job, PlotSpec, Results, Study
+from widthlab.runtime.study import FigureSpec, Job, PlotSpec, Results, Study, require_values
 from widthlab.studies.finite_vs_infinite import figures, job, report, summary
 
 
@@ -68,22 +68,18 @@ class FiniteVsInfinite(Study):
         """The NTK predictor is the limit of full-batch gradient descent on the squared loss
         of an NTK-parameterized network, and nothing else; the data must have one-hot
         classes and enough points for both splits."""
-        required = {
-            "model.parameterization": (cfg["model"]["parameterization"], "ntk"),
-            "train.optimizer": (cfg["train"]["optimizer"], "sgd"),
-            "train.loss": (cfg["train"]["loss"], "squared"),
-            "train.momentum": (cfg["train"]["momentum"], 0),
-            "train.batch_size": (cfg["train"]["batch_size"], None),
-        }
-        for key, (value, allowed) in required.items():
-            if value != allowed:
-                shown = "null" if allowed is None else repr(allowed)
-                raise ConfigError(
-                    key,
-                    value,
-                    f"{shown} in this study (its asymptote is the limit of full-batch "
-                    "gradient descent on the squared loss, NTK parameterization)",
-                )
+        require_values(
+            cfg,
+            {
+                "model.parameterization": "ntk",
+                "train.optimizer": "sgd",
+                "train.loss": "squared",
+                "train.momentum": 0,
+                "train.batch_size": None,
+            },
+            "its asymptote is the limit of full-batch gradient descent on the squared loss, "
+            "NTK parameterization",
+        )
         s, data = cfg["study"], cfg["data"]
         if "label_noise" not in data or "n_test" not in data:
             raise ConfigError(

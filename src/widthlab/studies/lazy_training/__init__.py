@@ -11,7 +11,7 @@ from typing import Any
 
 from widthlab.runtime.errors import ConfigError
 from widthlab.runtime.schemas import integer, positive
-from widthlab.runtime.study import FigureSpec, Job, PlotSpec, Results, Study
+from widthlab.runtime.study import FigureSpec, Job, PlotSpec, Results, Study, require_values
 from widthlab.studies.lazy_training import figures, job, report, summary
 
 
@@ -64,23 +64,18 @@ class LazyTraining(Study):
     def check(self, cfg: Mapping[str, Any]) -> None:
         """The linearized-model closed form holds for full-batch gradient descent on the
         squared loss of an NTK-parameterized network, and nothing else."""
-        required = {
-            "model.parameterization": (cfg["model"]["parameterization"], "ntk"),
-            "train.optimizer": (cfg["train"]["optimizer"], "sgd"),
-            "train.loss": (cfg["train"]["loss"], "squared"),
-            "train.momentum": (cfg["train"]["momentum"], 0),
-            "train.batch_size": (cfg["train"]["batch_size"], None),
-        }
-        for key, (value, allowed) in required.items():
-            if value != allowed:
-                shown = "null" if allowed is None else repr(allowed)
-                raise ConfigError(
-                    key,
-                    value,
-                    f"{shown} in this study (its closed form is that of "
-                    "full-batch gradient descent on the squared loss, NTK "
-                    "parameterization)",
-                )
+        require_values(
+            cfg,
+            {
+                "model.parameterization": "ntk",
+                "train.optimizer": "sgd",
+                "train.loss": "squared",
+                "train.momentum": 0,
+                "train.batch_size": None,
+            },
+            "its closed form is that of full-batch gradient descent on the squared loss, NTK "
+            "parameterization",
+        )
         s, data = cfg["study"], cfg["data"]
         if "n_test" not in data:  # the gaps are measured on the first n_eval test points
             raise ConfigError(
