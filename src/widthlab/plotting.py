@@ -81,6 +81,13 @@ def log_axes(ax: Axes, xlabel: str, ylabel: str, log_x=True, log_y=True) -> None
     ax.grid(True, which="major", alpha=0.3)
 
 
+def power_reference(ax: Axes, widths, y0: float, power: float, **style) -> None:
+    """The line y0·(width/widths[0])^power over `widths` (a reference slope on log-log
+    axes); `style` goes to `ax.plot` (colour, line style, label, gid)."""
+    widths = np.asarray(widths)
+    ax.plot(widths, y0 * (widths / widths[0]) ** power, **style)
+
+
 def format_slope(fit: Mapping[str, float]) -> str:
     """'−0.50 [−0.52, −0.48]': the fitted log-log slope with its confidence interval."""
 

@@ -10,7 +10,16 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from widthlab.plotting import Row, band, format_slope, log_axes, num, sample_size_note, series
+from widthlab.plotting import (
+    Row,
+    band,
+    format_slope,
+    log_axes,
+    num,
+    power_reference,
+    sample_size_note,
+    series,
+)
 
 COLOURS = {"standard": "tab:red", "ntk": "tab:blue", "mean_field": "tab:green", "mup": "tab:purple"}
 LABELS = {"standard": "standard", "ntk": "NTK", "mean_field": "mean-field", "mup": "μP"}
@@ -121,9 +130,11 @@ def movement_figure(rows: Sequence[Row], summary: Mapping) -> Figure:
             tops = [ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_gid()]
             y0 = float(np.exp(np.mean(np.log(tops)))) if tops else 1.0
             for power, ls in ((-0.5, (0, (1, 1))), (-1.0, (0, (3, 1, 1, 1)))):
-                ax.plot(
+                power_reference(
+                    ax,
                     widths,
-                    y0 * (widths / widths[0]) ** power,
+                    y0,
+                    power,
                     color="0.45",
                     ls=ls,
                     lw=1,

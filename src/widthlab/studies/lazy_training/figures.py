@@ -10,7 +10,16 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from widthlab.plotting import Row, band, format_slope, log_axes, num, sample_size_note, series
+from widthlab.plotting import (
+    Row,
+    band,
+    format_slope,
+    log_axes,
+    num,
+    power_reference,
+    sample_size_note,
+    series,
+)
 
 # layer role → (line style, marker)
 _ROLE_STYLE = {"first_layer": ("-", "o"), "hidden_layers": ("--", "^"), "last_layer": (":", "s")}
@@ -90,9 +99,11 @@ def lazy_training_figure(rows: Sequence[Row], summary: Mapping) -> Figure:
         if widths.size and lines:
             y0 = float(np.exp(np.mean([np.log(ln.get_ydata()[0]) for ln in lines])))
             for power, ls in ((-0.5, (0, (1, 1))), (-1.0, (0, (3, 1, 1, 1)))):
-                ax.plot(
+                power_reference(
+                    ax,
                     widths,
-                    y0 * (widths / widths[0]) ** power,
+                    y0,
+                    power,
                     color="0.45",
                     ls=ls,
                     lw=1.5,

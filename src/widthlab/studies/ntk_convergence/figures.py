@@ -10,21 +10,18 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from widthlab.plotting import Row, band, format_slope, log_axes, num, sample_size_note, series
+from widthlab.plotting import (
+    Row,
+    band,
+    format_slope,
+    log_axes,
+    num,
+    power_reference,
+    sample_size_note,
+    series,
+)
 
 KERNEL_NAMES = {"ntk": "NTK", "nngp": "NNGP of one network"}
-
-
-def _reference(ax, widths: np.ndarray, y0: float, power: float, label: str) -> None:
-    ax.plot(
-        widths,
-        y0 * (widths / widths[0]) ** power,
-        color="0.4",
-        ls=":",
-        lw=2,
-        label=label,
-        gid=f"reference:{power:g}",
-    )
 
 
 def kernel_convergence_figure(rows: Sequence[Row], summary: Mapping) -> Figure:
@@ -64,7 +61,17 @@ def kernel_convergence_figure(rows: Sequence[Row], summary: Mapping) -> Figure:
             widths.update(x.tolist())
         if first:
             y0 = float(np.exp(np.mean([np.log(f[1]) for f in first])))
-            _reference(ax, np.array(sorted(widths)), y0, -0.5, r"$\propto \mathrm{width}^{-1/2}$")
+            power_reference(
+                ax,
+                sorted(widths),
+                y0,
+                -0.5,
+                color="0.4",
+                ls=":",
+                lw=2,
+                label=r"$\propto \mathrm{width}^{-1/2}$",
+                gid="reference:-0.5",
+            )
         log_axes(
             ax, "hidden width (neurons per layer)", r"$\Vert\hat{K}-K\Vert_F\,/\,\Vert K\Vert_F$"
         )
