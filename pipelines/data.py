@@ -6,8 +6,10 @@ Usage:
     python pipelines/data.py -m data=sphere_linear,teacher,digits profile=smoke
 
 Each run is one MLflow run (experiment `data`) with the settings as params and the sizes as
-metrics; DVC runs it once per data set (the stages `data@<name>`). Bad settings stop with
-one line before anything is written (`widthlab.runtime.datastage.make_data_files`).
+metrics; DVC's `data` stage runs every data set the studies read as one multirun (one
+process, one parent run). Bad settings stop with one line before anything is written: in a
+multirun, every data set is checked before the first is made
+(`widthlab.runtime.datastage.check_data_job`, `widthlab.runtime.sweep.check_data_sweep`).
 """
 
 from pathlib import Path

@@ -88,13 +88,19 @@ def test_dvc_repro_smoke_end_to_end(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     repo = smoke_repository(tmp_path)
     first = dvc(repo, "repro")
+    assert "Running stage 'data'" in first.stdout
     for name in DATASETS:
         assert (repo / "data" / f"{name}.npz").is_file()
-        assert f"Running stage 'data@{name}'" in first.stdout
 
+    # The data stage: one parent run, one child per data set.
     client = MlflowClient(tracking_uri=f"sqlite:///{repo}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("data").experiment_id])
-    assert sorted(r.info.run_name for r in runs) == sorted(DATASETS)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert sorted(r.info.run_name for r in children) == sorted(DATASETS)
+    assert len(parents) == 1 and {r.data.tags["mlflow.parentRunId"] for r in children} == {
+        parents[0].info.run_id
+    }
     assert {r.info.status for r in runs} == {"FINISHED"}
     for study in STUDIES:
         folder = repo / "results" / study
@@ -150,7 +156,7 @@ def test_dvc_repro_smoke_end_to_end(tmp_path, monkeypatch):
     kernels = repo / "src" / "widthlab" / "seeding.py"
     kernels.write_text(kernels.read_text() + "\n# an edit\n")
     listed = stages_listed(dvc(repo, "status").stdout)
-    assert {f"study@{s}" for s in STUDIES} | {f"data@{d}" for d in DATASETS} <= listed, listed
+    assert {f"study@{s}" for s in STUDIES} | {"data"} <= listed, listed
     git(repo, "checkout", "src/widthlab/seeding.py")
 
     # Committed results stay put: a forced rerun on one thread writes the same bytes.

@@ -44,13 +44,23 @@ def generation_memory(cfg: Mapping[str, Any]) -> float:
     return 8.0 * 3 * points * (data.get("dim") or 64)
 
 
-def make_data_files(cfg: Any) -> tuple[Path, Path]:
-    """The data stage (`pipelines/data.py`): check the `data` config and the paths, make the
-    data set, write its files and log one MLflow run (experiment `data`)."""
+def check_data_job(cfg: Any) -> dict[str, Any]:
+    """The checks of one data set's job, before anything is made: the `data` config, the
+    data folder, the memory estimate and the tracking URI. Returns the resolved config; a
+    bad value raises a stopping error whose message is the one line to print."""
     resolved = validate_config(cfg, ("data",))
     check_writable_dir("paths.data_dir", resolved["paths"]["data_dir"])
     check_memory([resolved], generation_memory, [f"data={resolved['data']['name']}"])
     check_tracking(resolved["tracking"])
+    return resolved
+
+
+def make_data_files(cfg: Any) -> tuple[Path, Path]:
+    """The data stage (`pipelines/data.py`): check the `data` config and the paths, make the
+    data set, write its files and log one MLflow run (experiment `data`). A multirun over
+    several data sets (what DVC runs) checks every one of them first
+    (`runtime.sweep.SweepCallback`)."""
+    resolved = check_data_job(cfg)
     settings = dict(resolved["data"])
     name = settings.pop("name")
     try:

@@ -179,6 +179,20 @@ def plan_sweep(config: DictConfig) -> SweepPlan:
     return SweepPlan(study, sweep, resolved, plans, cached, definition)
 
 
+def check_data_sweep(config: DictConfig) -> None:
+    """Check every data set of a `pipelines/data.py` multirun (`datastage.check_data_job`)
+    before the first one is made: a bad value stops the sweep with its one line and exit
+    status 2, with nothing written and no MLflow run."""
+    from widthlab.runtime.datastage import check_data_job
+
+    try:
+        for job in compose_jobs(config):
+            check_data_job(job)
+    except STOPPING_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def pass_to_jobs(config: DictConfig, env: dict[str, str]) -> None:
     """Give every job of this multirun the environment variables `env`, whatever launches it.
 
@@ -208,8 +222,10 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if OmegaConf.select(config, "study._target_", default=None) is None:
-            # Not a study (pipelines/data.py -m ...): its jobs check themselves; the sweep
-            # still gets its parent run.
+            # Not a study: the data sets (pipelines/data.py -m ..., DVC's data stage) are all
+            # checked before the first is made; the sweep still gets its parent run.
+            if OmegaConf.select(config, "hydra.job.name", default=None) == "data":
+                check_data_sweep(config)
             self._open_plain_parent(config)
             return
         try:

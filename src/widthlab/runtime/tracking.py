@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -182,7 +183,11 @@ class JobRun:
         from mlflow.data.meta_dataset import MetaDataset
         from mlflow.entities import DatasetInput, InputTag
 
-        source = resolve_dataset_source(str(Path(path).resolve()))
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source class twice, then warns that a local
+            # path "can be interpreted in multiple ways" (both are LocalArtifactDatasetSource).
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
+            source = resolve_dataset_source(str(Path(path).resolve()))
         dataset = MetaDataset(source, name=name, digest=sha256[:DIGEST_LENGTH])
         context = InputTag(key="mlflow.data.context", value="training")
         inputs = [DatasetInput(dataset._to_mlflow_entity(), tags=[context])]
