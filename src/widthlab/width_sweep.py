@@ -55,6 +55,7 @@ def _factor_psd(
     exact_condition: bool,
     upper_only: bool = False,
     work: np.ndarray | None = None,
+    scratch: np.ndarray | None = None,
 ):
     """A solver for (scale·gram_un + nλI)z = r, its condition number and the method used.
 
@@ -62,7 +63,8 @@ def _factor_psd(
     no eigenvalue would fall under the cutoff and the eigh pseudo-inverse would coincide.
     `upper_only`: only the upper triangle of `gram_un` holds the matrix and its strict lower
     triangle is zero (a syrk's output). `work` (float64, at least size² entries) holds the
-    factor, so the returned solver is valid until the next call with the same `work`.
+    factor, so the returned solver is valid until the next call with the same `work`;
+    `scratch` (the same size) takes the entry-wise |·| of the 1-norm (fresh arrays otherwise).
     """
     size = gram_un.shape[0]
     if work is None:
@@ -74,7 +76,7 @@ def _factor_psd(
     if upper_only:
         # The 1-norm of the symmetric matrix from its upper triangle U (zero below):
         # column j sums U's column j and U's row j, counting the diagonal once.
-        a = np.abs(m)
+        a = np.abs(m, out=None if scratch is None else _view(scratch, size, size, "F"))
         anorm = float(np.max(a.sum(axis=0) + a.sum(axis=1) - np.abs(np.diagonal(m))))
     else:
         anorm = lapack.dlange("1", m)
@@ -93,6 +95,11 @@ def _factor_psd(
     lo = max(float(s[0]), 0.0) + n * ridge
     cond = (s[-1] + n * ridge) / lo if lo > 0 else float("inf")
     return (lambda r: v @ (w * (v.T @ r))), cond, "eigh"
+
+
+def _view(buffer: np.ndarray, rows: int, cols: int, order: str) -> np.ndarray:
+    """A [rows, cols] float64 array on the first rows·cols entries of `buffer`."""
+    return np.ndarray((rows, cols), dtype=np.float64, buffer=buffer, order=order)
 
 
 def width_sweep(
@@ -117,7 +124,9 @@ def width_sweep(
     `blas_threads` caps BLAS threads during the sweep (None: leave them): multithreaded
     factorisations of ≤ 1000×1000 Grams stalled for 10-100x their cost on loaded shared cores.
     """
-    s_all = np.asfortranarray(features_train, dtype=np.float64)
+    # Either memory layout is used as it comes (no copy of the [n, d_max] features): the
+    # passes over S[:, :d] are numpy products, which take a row- or column-strided block.
+    s_all = np.asarray(features_train, dtype=np.float64)
     y = np.asarray(y_train, dtype=np.float64)
     n, d_max = s_all.shape
     if y.shape != (n,):
@@ -136,7 +145,7 @@ def width_sweep(
     for lam in lams:
         _check_ridge(lam)
     rtol_of = (lambda d: default_rtol(n, d)) if rtol is None else (lambda d: rtol)
-    t_all = None if features_test is None else np.asfortranarray(features_test, dtype=np.float64)
+    t_all = None if features_test is None else np.asarray(features_test, dtype=np.float64)
     if t_all is not None and t_all.shape[1] != d_max:
         raise ValueError(f"features_test must be [m, {d_max}], got {t_all.shape}")
     shape = (lams.size, ws.size)
@@ -181,9 +190,16 @@ def _sweep_loop(s_all, y, ws, lams, t_all, rtol_of, exact_condition, out, preds,
         blk = s_all[:, : small[-1]]
         g_small, b_small = blk.T @ blk, blk.T @ y
     k_un, done = np.zeros((n, n), order="F"), 0
-    work = np.empty(n * n)  # the factor of the current (width, ridge): one buffer, reused
-    # Every BLAS/LAPACK call in the loop goes to scipy's OpenBLAS; alternating with numpy's
-    # (a second OpenBLAS with its own thread pool) made each call stall on 2 shared cores.
+    # Reused buffers (a fresh n×n or n×block array per width costs page faults): the factor
+    # of the current (width, ridge), the |·| of its 1-norm, and a column-block copy of
+    # row-major features for the rank update.
+    work, scratch = np.empty(n * n), np.empty(n * n)
+    big = [int(d) for d in ws if d >= n]
+    steps = np.diff([0, *big]) if big else np.zeros(0, dtype=int)
+    block_buf = None if s_all.flags.f_contiguous or not big else np.empty(n * int(steps.max()))
+    # The factorisations and rank updates go to scipy's LAPACK/BLAS, the matrix-vector passes
+    # over the features to numpy's; both run on the threads `width_sweep` allows (one by
+    # default: two BLAS thread pools alternating stalled each call on 2 shared cores).
     for j, d in enumerate(ws):
         d = int(d)
         sd, scale = s_all[:, :d], 1.0 / np.sqrt(d)
@@ -191,27 +207,39 @@ def _sweep_loop(s_all, y, ws, lams, t_all, rtol_of, exact_condition, out, preds,
             gram_un, rhs = g_small[:d, :d], b_small[:d] * scale
         else:
             if d > done:  # in-place rank update of the upper triangle (syrk: half a gemm's
-                # flops); a fresh n×n buffer per width is slow
-                k_un = blas.dsyrk(1.0, s_all[:, done:d], beta=1.0, c=k_un, overwrite_c=1)
+                # flops) by the columns done..d
+                k_un = _rank_update(k_un, s_all, done, d, block_buf)
                 done = d
             gram_un, rhs = k_un, y
         for li, lam in enumerate(lams):
             solve, cond, methods[li][j] = _factor_psd(
-                gram_un, 1.0 / d, n, lam, rtol_of(d), exact_condition, d >= n, work
+                gram_un, 1.0 / d, n, lam, rtol_of(d), exact_condition, d >= n, work, scratch
             )
             z = solve(rhs)
-            beta = blas.dgemv(scale, sd, z, trans=1) if d >= n else z
-            fit = blas.dgemv(scale, sd, beta)
+            beta = (sd.T @ z) * scale if d >= n else z
+            fit = (sd @ beta) * scale
             out["tr"][li, j] = np.mean((y - fit) ** 2)
-            out["bn"][li, j] = blas.dnrm2(beta)
+            out["bn"][li, j] = np.linalg.norm(beta)
             out["cond"][li, j] = cond
             if d >= n and lam == 0:
-                out["feas"][li, j] = blas.dnrm2(fit - y) / blas.dnrm2(y)
+                out["feas"][li, j] = np.linalg.norm(fit - y) / np.linalg.norm(y)
                 c = solve(fit)  # multipliers of Hᵀc ≈ β from the normal equations K c = Hβ
-                resid = beta - blas.dgemv(scale, sd, c, trans=1)
-                out["stat"][li, j] = blas.dnrm2(resid) / blas.dnrm2(beta)
+                resid = beta - (sd.T @ c) * scale
+                out["stat"][li, j] = np.linalg.norm(resid) / np.linalg.norm(beta)
             if preds is not None:
-                preds[li, j] = blas.dgemv(scale, t_all[:, :d], beta)
+                preds[li, j] = (t_all[:, :d] @ beta) * scale
+
+
+def _rank_update(k_un, s_all, lo, hi, block_buf):
+    """k_un += S[:, lo:hi] S[:, lo:hi]ᵀ in its upper triangle (syrk, in place). Column-major S
+    gives the block as it is; row-major S is copied block-wise into `block_buf` first (the
+    BLAS wrapper takes contiguous arrays only)."""
+    if block_buf is None:
+        return blas.dsyrk(1.0, s_all[:, lo:hi], beta=1.0, c=k_un, overwrite_c=1)
+    block = _view(block_buf, s_all.shape[0], hi - lo, "C")
+    np.copyto(block, s_all[:, lo:hi])
+    # block is row-major [n, b], i.e. its transpose is a column-major [b, n] array: aᵀa.
+    return blas.dsyrk(1.0, block.T, beta=1.0, c=k_un, trans=1, overwrite_c=1)
 
 
 def nested_grams(features: np.ndarray, widths: Sequence[int]):
