@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -104,6 +105,24 @@ def test_same_settings_give_identical_bytes(tmp_path):
         assert len(digests) == 1
     meta = json.loads((tmp_path / "0" / "sphere_linear.json").read_text())
     assert meta["n_train"] == 40 and meta["dim"] == 5 and meta["settings"]["seed"] == 9
+
+
+def test_data_file_headers_do_not_depend_on_the_python_version(tmp_path):
+    """Streamed zip64 members get a "version needed to extract" that Python 3.11.2 and 3.11.7
+    write differently (the bytes then differ across machines); whole members below 4 GiB
+    get the plain header every version writes: version 2.0, no extra field, sizes known."""
+    npz, _ = save_dataset(sphere_linear(40, 10, 5, seed=9), tmp_path)
+    blob = npz.read_bytes()
+    with zipfile.ZipFile(npz) as zf:
+        infos = zf.infolist()
+    assert infos and [i.filename for i in infos] == sorted(i.filename for i in infos)
+    for info in infos:
+        assert (info.extract_version, info.extra, info.flag_bits & 0x08) == (20, b"", 0)
+        header = blob[info.header_offset : info.header_offset + 30]
+        assert header[:4] == b"PK\x03\x04" and int.from_bytes(header[4:6], "little") == 20
+        assert int.from_bytes(header[28:30], "little") == 0  # no extra field (no zip64)
+    with np.load(npz) as arrays:
+        assert arrays["x_train"].shape == (40, 5)
 
 
 def test_round_trip_and_corruption_names_the_stage(tmp_path):

@@ -75,8 +75,13 @@ def save_dataset(ds: Dataset, directory: str | os.PathLike[str]) -> tuple[Path, 
         for key, arr in sorted(ds.arrays().items()):
             info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
             info.external_attr = 0o644 << 16
-            with zf.open(info, "w", force_zip64=True) as fh:
-                np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
+            # Each member whole, with its size known: zip64 headers only past 4 GiB. A
+            # streamed member (`open(..., force_zip64=True)`, what numpy.savez does) gets a
+            # "version needed" byte that differs between Python 3.11.2 and 3.11.7, so the
+            # same arrays gave different files, and DVC hashes, across Python versions.
+            zf.writestr(info, member.getvalue())
     npz_path, json_path = data_paths(ds.name, directory)
     atomic_write_bytes(npz_path, buf.getvalue())
     atomic_write_json(json_path, dataset_card(ds))
