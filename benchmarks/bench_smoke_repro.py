@@ -113,15 +113,14 @@ def main() -> None:
             copy_tree(folder, revision)
             queues[side].append(folder)
     logs: dict[str, list[str]] = {}
+    last: dict[str, Path] = {}
 
     def run(side: str) -> None:
-        folder = queues[side].pop(0)
+        last[side] = queues[side].pop(0)
         logs[side] = []
-        repro(folder, logs[side])
-        logs[side + "_folder"] = [str(folder)]
+        repro(last[side], logs[side])
 
     result = alternate(lambda: run("baseline"), lambda: run("candidate"), args.rounds, False)
-    last = Path(logs["candidate_folder"][0])
     stages = stage_seconds(logs["candidate"])
     lines = [
         f"smoke profile, `dvc repro` from scratch; baseline = {args.baseline}, candidate = "
@@ -131,7 +130,7 @@ def main() -> None:
         result.line("speed-up (baseline / candidate)", result.speedups),
         f"  goal ≤ {GOAL_S:.0f} s: {verdict(result.candidate, GOAL_S, False, result.busy)}",
         f"candidate's last round: {len(stages)} stages, jobs' own seconds "
-        f"{job_seconds(last):.1f}; per stage (s):",
+        f"{job_seconds(last['candidate']):.1f}; per stage (s):",
         *(f"  {name:<36} {sec:6.1f}" for name, sec in stages),
         f"  median stage {statistics.median(s for _, s in stages):.1f} s",
         result.load_line(),
