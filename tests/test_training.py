@@ -236,3 +236,59 @@ def test_train_network_logs_curves_into_the_jobs_run(tmp_path):
     # at initialization, every 10 full-batch steps, and the final point after step 30
     assert [m.step for m in history] == [0, 10, 20, 30]
     assert client.get_metric_history(run.info.run_id, "epoch/train_loss")
+
+
+def test_a_backward_hook_anywhere_sends_each_step_through_manual_backward():
+    # With full precision on one device and no backward hooks, the block's steps call
+    # loss.backward() directly; a callback with an on_after_backward hook must still see
+    # every step, and both paths must end at the same parameters.
+    import pytorch_lightning as pl
+
+    class CountBackward(pl.Callback):
+        calls = 0
+
+        def on_after_backward(self, trainer, pl_module):
+            CountBackward.calls += 1
+
+    x, y = problem()
+    ends, direct = [], []
+    for callbacks in ([], [CountBackward()]):
+        task = MLPTask(net(), "squared", "adam", 1e-2)
+        trainer = build_trainer(train_cfg(max_steps=25, dtype="float64"), extra_callbacks=callbacks)
+        fit(task, TensorBatches(x, y), trainer)
+        ends.append(list(task.model.parameters()))
+        direct.append(task.direct_backward())
+    assert direct == [True, False]
+    assert CountBackward.calls == 25
+    for a, b in zip(*ends, strict=True):
+        assert torch.equal(a.detach(), b.detach())
+
+
+def test_a_failed_run_still_gets_the_curve_points_it_reached(tmp_path):
+    # The curves are written in batches once training ends; a run that fails must not lose
+    # them. The first point is the loss at initialization, computed here independently.
+    from mlflow import MlflowClient
+
+    from widthlab.runtime import jobs
+    from widthlab.runtime.tracking import JobRun
+
+    uri = f"sqlite:///{tmp_path}/t.db"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("t"))
+    x, y = problem()
+    model = net(activation="erf")
+    start = initial_loss(model, x, y, "squared")
+    cfg = {
+        "train": train_cfg(max_steps=200, lr=1e6, log_every_n_epochs=1, dtype="float64"),
+        "tracking": {"uri": uri},
+        "seed": 0,
+    }
+    token = jobs._ACTIVE_RUN.set(JobRun(client, run.info.run_id))
+    try:
+        with pytest.raises(TrainingDiverged):
+            train_network(cfg, model, x, y, {"train": (x, y)}, True)
+    finally:
+        jobs._ACTIVE_RUN.reset(token)
+    history = client.get_metric_history(run.info.run_id, "epoch/train_loss")
+    assert history and history[0].step == 0
+    assert history[0].value == pytest.approx(start, rel=1e-12)
