@@ -136,13 +136,10 @@ class DenseLayer(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         # Multiplying the bias by 0 (not dropping it) keeps the parameter in the graph, so its
-        # NTK contribution is an honest 0 rather than a missing term.
-        return torch.addmm(
-            self.bias_multiplier * self.bias,
-            h,
-            self.weight.T,
-            alpha=self.weight_multiplier,
-        )
+        # NTK contribution is an honest 0 rather than a missing term. A multiplier of 1 is
+        # skipped: 1·b is b bit for bit, and so is its gradient, without the two operations.
+        bias = self.bias if self.bias_multiplier == 1.0 else self.bias_multiplier * self.bias
+        return torch.addmm(bias, h, self.weight.T, alpha=self.weight_multiplier)
 
     def extra_repr(self) -> str:
         return (
