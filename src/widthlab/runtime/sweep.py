@@ -23,14 +23,13 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from widthlab.runtime.errors import STOPPING_ERRORS, ConfigError
+from widthlab.runtime.errors import ConfigError, exit_on_error
 
 log = logging.getLogger(__name__)
 
@@ -181,16 +180,11 @@ def plan_sweep(config: DictConfig) -> SweepPlan:
 
 def check_data_sweep(config: DictConfig) -> None:
     """Check every data set of a `pipelines/data.py` multirun (`datastage.check_data_job`)
-    before the first one is made: a bad value stops the sweep with its one line and exit
-    status 2, with nothing written and no MLflow run."""
+    before the first one is made; a bad value raises its stopping error."""
     from widthlab.runtime.datastage import check_data_job
 
-    try:
-        for job in compose_jobs(config):
-            check_data_job(job)
-    except STOPPING_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    for job in compose_jobs(config):
+        check_data_job(job)
 
 
 def pass_to_jobs(config: DictConfig, env: dict[str, str]) -> None:
@@ -220,6 +214,7 @@ class SweepCallback(Callback):
         self.created = False
         self.previous_env: str | None = None
 
+    @exit_on_error  # a stopping error: its one line, exit status 2, nothing written or logged
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if OmegaConf.select(config, "study._target_", default=None) is None:
             # Not a study: the data sets (pipelines/data.py -m ..., DVC's data stage) are all
@@ -228,11 +223,7 @@ class SweepCallback(Callback):
                 check_data_sweep(config)
             self._open_plain_parent(config)
             return
-        try:
-            plan = plan_sweep(config)
-        except STOPPING_ERRORS as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+        plan = plan_sweep(config)
         log.info("checked %d jobs (%d cached)", len(plan.plans), sum(plan.cached))
         self._write_manifest(plan)
         from widthlab.runtime.jobs import SWEEP_SIZE_ENV, SWEEP_START_ENV
@@ -330,11 +321,7 @@ class SweepCallback(Callback):
         tracking = OmegaConf.to_container(config.tracking, resolve=True)
         if not tracking.get("enabled"):
             return
-        try:
-            check_tracking(tracking)
-        except STOPPING_ERRORS as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+        check_tracking(tracking)
         job = str(OmegaConf.select(config, "hydra.job.name", default="sweep"))
         uri = str(tracking["uri"])
         experiment_id = ensure_experiment(uri, tracking.get("experiment") or job)
