@@ -172,3 +172,48 @@ def test_memory_check_counts_the_jobs_a_parallel_launcher_runs_side_by_side(monk
     assert concurrent_jobs({"_target_": joblib, "n_jobs": 3}) == 3
     assert concurrent_jobs({"_target_": "hydra._internal.core_plugins.basic_launcher"}) == 1
     assert concurrent_jobs(None) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:A worker stopped:UserWarning")
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_loky_worker_keeps_its_caches_only_once_the_job_runner_allows_it(keep):
+    """loky restarts a worker whose memory grew by 300 MB since its first task; after
+    `keep_worker_caches` (which every job calls) the same worker keeps a 400 MB cache. The
+    first case shows the guard is real, so the second can fail."""
+    from joblib.externals.loky import get_reusable_executor, process_executor
+
+    assert process_executor._MAX_MEMORY_LEAK_SIZE <= 4 * 10**8  # loky's guard, as described
+
+    def first_task(allow):
+        import os
+
+        if allow:
+            from widthlab.runtime.jobs import keep_worker_caches
+
+            keep_worker_caches()
+        return os.getpid()
+
+    def cache_400_mb():
+        import os
+        import sys
+        import time
+
+        time.sleep(1.1)  # loky measures at most once a second
+        sys.modules["builtins"]._widthlab_test_cache = bytearray(b"\1" * (400 * 2**20))
+        return os.getpid()
+
+    def pid():
+        import os
+
+        return os.getpid()
+
+    executor = get_reusable_executor(max_workers=1, reuse=False)
+    try:
+        pids = [executor.submit(first_task, keep).result(timeout=60)]
+        pids.append(executor.submit(cache_400_mb).result(timeout=60))
+        pids.append(executor.submit(pid).result(timeout=60))
+    finally:
+        executor.shutdown(wait=True)
+    assert pids[0] == pids[1]
+    assert (pids[2] == pids[0]) is keep
