@@ -172,6 +172,8 @@ ROWS = [
     ("run", ["study=ntk_convergence/circle", "study.circle.width=77"], "study.circle.width=77 is not allowed", None),
     ("run", ["study=ntk_convergence/circle", "study.circle.bootstrap=5"], "study.circle.bootstrap=5 is not allowed", None),
     ("run", ["study=ntk_convergence/circle", "study.circle.activation=swish"], "study.circle.activation='swish' is not allowed", None),
+    ("run", ["study=ntk_convergence/circle", "study.circle.part=2"], "study.circle.part=2 is not allowed", None),
+    ("run", ["study=ntk_convergence/circle", "study.circle.parts=2"], "study.circle.parts=2 is not allowed", None),
     ("run", [*RF, "study.ridges=[-1.0]"], "study.ridges[0]=-1.0 is not allowed", None),
     ("run", [*RF, "study.ridges=[]"], "study.ridges=[] is not allowed", None),
     ("run", [*RF, "study.width_ratios=[0]"], "study.width_ratios[0]=0 is not allowed", None),

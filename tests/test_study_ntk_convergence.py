@@ -158,6 +158,32 @@ def test_the_circle_ratio_interval_contains_sqrt_of_the_width_ratio_when_it_shou
     assert differ["verdict"] == "differs" and differ["ci_high"] < expected
 
 
+def test_a_width_split_into_parts_gives_the_numbers_of_the_unsplit_width():
+    """The circle sweep's parts (blocks of seeds, one job each, finishing in any order) join
+    into the same summary and tables, bit for bit, as one job holding every seed."""
+    from widthlab.studies.ntk_convergence.job import part_seeds
+    from widthlab.studies.ntk_convergence.summary import circle_tables
+
+    whole = circle_records(0.2, 0.05, seeds=(11, 7))
+    for n in (7, 11, 20):
+        for parts in (1, 2, 3):
+            blocks = [list(part_seeds(n, p, parts)) for p in range(parts)]
+            assert [s for block in blocks for s in block] == list(range(n))
+            assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+    split = []
+    for rec in whole:
+        m = rec["metrics"]
+        for p in (2, 0, 1):  # any order
+            seeds = part_seeds(m["seeds"], p, 3)
+            curves = m["ntk"][seeds.start : seeds.stop]
+            part = {**m, "seeds": len(seeds), "first_seed": seeds.start, "ntk": curves}
+            split.append({**rec, "key": f"{rec['key']}p{p}", "metrics": part})
+    split.append({"key": "failed", "status": "failed", "metrics": {}})
+    assert circle_summary(split, n_boot=300) == circle_summary(whole, n_boot=300)
+    assert circle_tables(split, 3) == circle_tables(whole, 3)
+    assert circle_summary(split, n_boot=300)["widths"]["10000"]["seeds"] == 7
+
+
 def test_the_mc_bias_is_resolved_only_deeper_and_falls_like_one_over_width():
     rows = []
     for depth in (1, 2):

@@ -2,8 +2,9 @@
 limits, and how fast does the distance shrink with width? (Jacot et al. 2018; Lee et al. 2019)
 
 Jobs (`job.py`): `kernels` per (width, depth, activation, seed), `mc_nngp` per (width,
-depth, activation), `circle` per width. Configs: `conf/study/ntk_convergence.yaml` (the
-kernels sweep), `conf/study/ntk_convergence/{mc,circle}.yaml` (the other sweeps) and
+depth, activation), `circle` per (width, block of seeds). Configs:
+`conf/study/ntk_convergence.yaml` (the kernels sweep),
+`conf/study/ntk_convergence/{mc,circle}.yaml` (the other sweeps) and
 `conf/study/ntk_convergence/common.yaml` (what they share); sizes in the profiles.
 """
 
@@ -55,6 +56,8 @@ class NTKConvergence(Study):
         "circle": {
             "width": integer(1),
             "seeds": _seeds_by_width,
+            "parts": integer(1),
+            "part": integer(0),
             "depth": integer(1),
             "activation": choice(ACTIVATIONS),
             "points": integer(3),
@@ -105,6 +108,21 @@ class NTKConvergence(Study):
                 "study.circle.width",
                 circle["width"],
                 f"one of the widths of study.circle.seeds: {sorted(circle['seeds'])}",
+            )
+        if circle["part"] >= circle["parts"]:
+            raise ConfigError(
+                "study.circle.part",
+                circle["part"],
+                f"0 … study.circle.parts − 1 = {circle['parts'] - 1}",
+            )
+        fewest = min(circle["seeds"].values())
+        if circle["parts"] > 1 and 2 * circle["parts"] > fewest:
+            # A part's own spread over seeds (its job's headline) needs two of them.
+            raise ConfigError(
+                "study.circle.parts",
+                circle["parts"],
+                f"1, or at most {fewest // 2} (at least 2 seeds a part; the fewest seeds of "
+                f"any width in study.circle.seeds is {fewest})",
             )
 
     def figures(self, results: Results) -> dict[str, FigureSpec]:

@@ -20,11 +20,14 @@ analytic limit K (`widthlab.kernels`), diagonal errors ‖diag K̂ − diag K‖
   whose expected size is the floor ‖SE‖_F/‖K‖_F (SE the elementwise standard error over
   the M networks); bias² ≈ d² − floor², resolved where d exceeds the floor clearly.
 
-`circle` — one job = one width: Jacot et al. (2018), Fig. 1. Θ̂(x₀, x(γ)) for x(γ) =
-  (cos γ, sin γ), γ ∈ [−π, π] (`study.circle.points` values), x₀ = (1, 0), for
-  `study.circle.seeds[width]` networks of `study.circle.depth` hidden layers (float32: a
-  spread over seeds, not a distance), beside the analytic Θ(x₀, x(γ)) in float64. D = 2,
-  so the first layer sees x·x'/2 = cos(γ)/2.
+`circle` — one job = (width, part): Jacot et al. (2018), Fig. 1. Θ̂(x₀, x(γ)) for x(γ) =
+  (cos γ, sin γ), γ ∈ [−π, π] (`study.circle.points` values), x₀ = (1, 0), for networks of
+  `study.circle.depth` hidden layers (float32: a spread over seeds, not a distance), beside
+  the analytic Θ(x₀, x(γ)) in float64. D = 2, so the first layer sees x·x'/2 = cos(γ)/2.
+  A width's `study.circle.seeds[width]` networks (seeds 0, 1, …) are split into
+  `study.circle.parts` contiguous blocks of seeds, one job each (`part_seeds`), so one wide
+  width does not keep a core busy alone; the summary joins a width's parts in seed order.
+  Network `seed` is the same draw in whichever part computes it.
 """
 
 from __future__ import annotations
@@ -152,10 +155,16 @@ def mc_memory(cfg: Mapping[str, Any]) -> float:
     return 384 * 2**20 + F64 * 6 * n * n
 
 
+def part_seeds(n_seeds: int, part: int, parts: int) -> range:
+    """The seeds of part `part` (0-based) of `parts`: contiguous blocks of 0 … n_seeds − 1
+    whose sizes differ by at most one, together every seed once."""
+    return range(part * n_seeds // parts, (part + 1) * n_seeds // parts)
+
+
 def measure_circle(cfg: DictConfig) -> dict[str, Any]:
     c, m = cfg.study.circle, cfg.model
     width = int(c.width)
-    seeds = int(c.seeds[width])
+    seeds = part_seeds(int(c.seeds[width]), int(c.part), int(c.parts))
     device = resolve_device(cfg.device)
     gamma = torch.linspace(-math.pi, math.pi, int(c.points), dtype=torch.float64, device=device)
     xs = torch.stack([torch.cos(gamma), torch.sin(gamma)], dim=1)
@@ -163,7 +172,7 @@ def measure_circle(cfg: DictConfig) -> dict[str, Any]:
     spec = dict(depth=int(c.depth), activation=c.activation, w_std=m.w_std, b_std=m.b_std)
     limit = ntk_kernel(x0, xs, **spec)[0]
     curves = []
-    for seed in range(seeds):
+    for seed in seeds:
         net = MLP(
             2, width, parameterization="ntk", seed=seed, dtype=torch.float32, device=device, **spec
         )
@@ -172,7 +181,8 @@ def measure_circle(cfg: DictConfig) -> dict[str, Any]:
     relative_sd = float(ntk.std(dim=0, correction=1).mean() / limit.abs().mean().cpu())
     return {
         "width": width,
-        "seeds": seeds,
+        "seeds": len(seeds),
+        "first_seed": seeds.start,
         "relative_sd": relative_sd,
         "gamma": gamma.cpu().tolist(),
         "limit": limit.cpu().tolist(),

@@ -5,7 +5,8 @@ Rules (thresholds from the study config, recorded in the summary):
 * each (kernel, depth, activation): OLS slope of log distance against log width, pooled over
   seeds (distances are per seed: averaging kernels first would change the slope), 95%
   interval, "agrees" when it contains `reference_slope` (−1/2, Lee et al. 2019);
-* circle: relative_sd(w) = mean over γ of the sd over seeds of Θ̂(x₀, x(γ)), over mean |Θ|;
+* circle: relative_sd(w) = mean over γ of the sd over seeds of Θ̂(x₀, x(γ)), over mean |Θ|,
+  over every seed of the width (its parts joined in seed order);
   the ratio relative_sd(narrow)/relative_sd(wide) against √(wide/narrow), with a percentile
   bootstrap interval (seeds resampled at each width; `bootstrap` resamples);
 * Monte-Carlo NNGP: the bias is "resolved" at a width when the distance exceeds
@@ -41,19 +42,43 @@ def kernel_slopes(rows: list[dict], reference: float) -> dict[str, Any]:
     return slopes
 
 
+def join_circle_parts(records: list[dict]) -> list[dict]:
+    """One entry per width, in the order the widths first appear in `records`: the `ntk`
+    curves of every seed its finished parts computed, in seed order (so the same seeds give
+    the same numbers however they were split), `seeds` their count, and the width's `gamma`
+    and `limit`. A failed part's seeds are missing from `ntk` and `seeds`."""
+    parts: dict[int, list[dict]] = {}
+    for rec in records:
+        if rec["status"] == "ok":
+            parts.setdefault(rec["metrics"]["width"], []).append(rec["metrics"])
+    joined = []
+    for width in parts:
+        ms = sorted(parts[width], key=lambda m: m.get("first_seed", 0))
+        ntk = [curve for m in ms for curve in m["ntk"]]
+        joined.append(
+            {
+                "width": width,
+                "seeds": len(ntk),
+                "ntk": ntk,
+                "gamma": ms[0]["gamma"],
+                "limit": ms[0]["limit"],
+            }
+        )
+    return joined
+
+
 def circle_summary(records: list[dict], n_boot: int) -> dict[str, Any]:
-    ok = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["metrics"]["width"])
+    ok = sorted(join_circle_parts(records), key=lambda m: m["width"])
     if not ok:
         return {}
-    limit = np.asarray(ok[0]["metrics"]["limit"])
+    limit = np.asarray(ok[0]["limit"])
     scale = float(np.mean(np.abs(limit)))
 
     def relative_sd(curves: np.ndarray) -> float:
         return float(np.mean(np.std(curves, axis=0, ddof=1)) / scale)
 
     widths, curves = {}, {}
-    for rec in ok:
-        m = rec["metrics"]
+    for m in ok:
         curves[m["width"]] = np.asarray(m["ntk"])
         low, high = bootstrap_interval(relative_sd, [curves[m["width"]]], n_boot=n_boot)
         widths[str(m["width"])] = {
@@ -171,8 +196,8 @@ def circle_tables(records: list[dict], seeds_drawn: int) -> dict[str, list[dict]
     """circle.csv: per (width, γ) the mean and sd over seeds, and the limit; circle_seeds.csv:
     the first `seeds_drawn` seeds' curves (the figure's thin lines)."""
     rows, seeds = [], []
-    for rec in (r for r in records if r["status"] == "ok"):
-        m = rec["metrics"]
+    joined = join_circle_parts(records)
+    for m in joined:
         ntk = np.asarray(m["ntk"])
         for i, g in enumerate(m["gamma"]):
             rows.append(
@@ -189,9 +214,8 @@ def circle_tables(records: list[dict], seeds_drawn: int) -> dict[str, list[dict]
                 {"width": m["width"], "seed": s, "gamma": g, "ntk": float(v)}
                 for g, v in zip(m["gamma"], ntk[s], strict=True)
             ]
-    first = next((r for r in records if r["status"] == "ok"), None)
-    if first is not None:
-        m = first["metrics"]
+    if joined:
+        m = joined[0]
         rows += [
             {"width": "inf", "gamma": g, "ntk_mean": v, "ntk_std": 0.0, "ntk_count": 1}
             for g, v in zip(m["gamma"], m["limit"], strict=True)
