@@ -333,15 +333,13 @@ def _compute(cfg, study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, 
 def keep_worker_caches() -> None:
     """Stop a joblib (loky) worker from being restarted for what our jobs cache on purpose.
 
-    loky shuts a worker down once its resident memory has grown by 300 MB since its first
-    task (its guard against leaking tasks; the limit is the module constant
-    `_MAX_MEMORY_LEAK_SIZE`, with no public setting) and starts a fresh Python in its place.
-    Our jobs keep bounded per-process caches between jobs: the last network of
-    `ntk_convergence`'s kernels sweep (its relu and erf jobs share one draw), the structured
-    NTK's buffers, the data files. Each is at most a job's peak memory, which the pre-flight
-    has budgeted for every worker. The guard took them for a leak: `ntk_convergence`'s
-    widths 2048–8192 (90 jobs) restarted the workers 6 times, each restart ~5 s of imports
-    and a lost draw, 110 s against 80 s without. In a loky worker the limit becomes the
+    loky restarts a worker whose resident memory grew by 300 MB since its first task (its
+    leak guard, the module constant `_MAX_MEMORY_LEAK_SIZE`; no public setting). Our jobs
+    keep bounded per-process caches between jobs (`ntk_convergence`'s last network, shared by
+    its relu and erf jobs; the structured NTK's buffers; data files), each at most a job's
+    peak memory, which the pre-flight budgets per worker. Read as a leak, they restarted the
+    workers 6 times in `ntk_convergence`'s widths 2048–8192 (~5 s of imports each and a lost
+    draw: 110 s against 83 s for those 90 jobs). In a loky worker the limit becomes the
     machine's memory; anywhere else it has no effect."""
     module = sys.modules.get("joblib.externals.loky.process_executor")
     if module is None or not hasattr(module, "_MAX_MEMORY_LEAK_SIZE"):
