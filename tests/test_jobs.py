@@ -183,7 +183,12 @@ def test_a_loky_worker_keeps_its_caches_only_once_the_job_runner_allows_it(keep)
     first case shows the guard is real, so the second can fail."""
     from joblib.externals.loky import get_reusable_executor, process_executor
 
-    assert process_executor._MAX_MEMORY_LEAK_SIZE <= 4 * 10**8  # loky's guard, as described
+    from widthlab.runtime.jobs import keep_worker_caches
+
+    guard = process_executor._MAX_MEMORY_LEAK_SIZE
+    assert guard <= 4 * 10**8  # loky's guard, as described
+    keep_worker_caches()  # outside a worker: no effect
+    assert process_executor._MAX_MEMORY_LEAK_SIZE == guard
 
     def first_task(allow):
         import os

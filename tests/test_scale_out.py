@@ -99,7 +99,7 @@ def test_a_stage_on_parallel_workers_gives_each_sweep_its_own_children(digits_di
     assert proc.returncode == 0, proc.stderr[-2000:]
     log = proc.stdout + proc.stderr
     assert "[2/2] ntk_convergence model.activation" in log  # each sweep's own size
-    assert "[1/1] ntk_convergence study.circle.width=32" in log
+    assert "[1/1] ntk_convergence study.circle.part=0,study.circle.width=32" in log
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("ntk_convergence").experiment_id])
     sweep_of = {

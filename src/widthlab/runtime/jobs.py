@@ -339,10 +339,10 @@ def keep_worker_caches() -> None:
     its relu and erf jobs; the structured NTK's buffers; data files), each at most a job's
     peak memory, which the pre-flight budgets per worker. Read as a leak, they restarted the
     workers 6 times in `ntk_convergence`'s widths 2048–8192 (~5 s of imports each and a lost
-    draw: 110 s against 83 s for those 90 jobs). In a loky worker the limit becomes the
-    machine's memory; anywhere else it has no effect."""
+    draw: 110 s against 83 s for those 90 jobs). In a loky worker (loky's `_CURRENT_DEPTH`
+    ≥ 1) the limit becomes the machine's memory; anywhere else nothing changes."""
     module = sys.modules.get("joblib.externals.loky.process_executor")
-    if module is None or not hasattr(module, "_MAX_MEMORY_LEAK_SIZE"):
+    if getattr(module, "_CURRENT_DEPTH", 0) < 1 or not hasattr(module, "_MAX_MEMORY_LEAK_SIZE"):
         return
     import psutil
 
