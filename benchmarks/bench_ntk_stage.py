@@ -50,7 +50,7 @@ def copy_code(dest: Path, revision: str | None) -> None:
     subprocess.run(["tar", "-x", "-C", str(dest)], input=tar.stdout, check=True)
 
 
-def run_stage(folder: Path) -> dict[str, float]:
+def run_stage(folder: Path) -> float:
     """The stage in `folder` (its own code first on the path); its job-seconds."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PYTHONPATH"] = str(folder / "src")
@@ -68,7 +68,7 @@ def run_stage(folder: Path) -> dict[str, float]:
     for record in (folder / "results").glob("*/records/**/*.json"):
         timing = json.loads(record.read_text()).get("timing") or {}
         total += float(timing.get("seconds") or 0.0)
-    return {"job_seconds": total}
+    return total
 
 
 def main() -> None:
@@ -87,7 +87,7 @@ def main() -> None:
         count[side] += 1
         folder = root / f"{side}{count[side]}"
         shutil.copytree(code[side], folder)
-        jobs[side].append(run_stage(folder)["job_seconds"])
+        jobs[side].append(run_stage(folder))
         shutil.rmtree(folder, ignore_errors=True)
 
     start = time.strftime("%H:%M")
