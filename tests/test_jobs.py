@@ -28,6 +28,7 @@ def test_record_at_a_fixed_path_with_identity_hash_and_provenance(compose_cfg, t
     assert "paths" not in rec["config"] and "tracking" not in rec["config"]
     assert {"git_commit", "torch", "numpy", "widthlab"} <= set(rec["provenance"])
     assert rec["memory"]["estimate_mb"] == pytest.approx(1e6 / 2**20, abs=0.1)
+    assert rec["timing"]["device"] == "cpu" and "gpu_peak_mb" not in rec["timing"]
     other = run_job(toy_cfg(compose_cfg, tmp_path, "study.width=512", "seed=2"))
     assert other["config_hash"] != rec["config_hash"]
 
@@ -222,3 +223,48 @@ def test_a_loky_worker_keeps_its_caches_only_once_the_job_runner_allows_it(keep)
         executor.shutdown(wait=True)
     assert pids[0] == pids[1]
     assert (pids[2] == pids[0]) is keep
+
+
+class FakeCuda:
+    """torch.cuda as `devices.where_computed` reads it: an initialized GPU whose allocator
+    counts `allocations` since the last reset and peaked at 3 MiB."""
+
+    def __init__(self, allocations):
+        self.allocations = allocations
+        self.resets = 0
+
+    def is_initialized(self):
+        return True
+
+    def reset_accumulated_memory_stats(self):
+        self.resets += 1
+
+    def reset_peak_memory_stats(self):
+        self.resets += 1
+
+    def memory_stats(self):
+        return {"allocation.all.allocated": self.allocations}
+
+    def current_device(self):
+        return 1
+
+    def get_device_name(self, index):
+        return f"Fake GPU {index}"
+
+    def max_memory_allocated(self):
+        return 3 * 2**20
+
+
+def test_a_record_says_where_its_job_computed(monkeypatch):
+    """The device is observed, not read from `device`: a GPU that allocated since the job's
+    reset is named with its peak; one that only holds an earlier job's tensors is not."""
+    from widthlab.runtime import devices
+
+    assert devices.where_computed() == {"device": "cpu"}  # this machine: CUDA never initialized
+    used = FakeCuda(allocations=5)
+    monkeypatch.setattr(devices.torch, "cuda", used)
+    jobs.reset_peak_rss()
+    assert used.resets == 2
+    assert devices.where_computed() == {"device": "cuda:1 (Fake GPU 1)", "gpu_peak_mb": 3.0}
+    monkeypatch.setattr(devices.torch, "cuda", FakeCuda(allocations=0))
+    assert devices.where_computed() == {"device": "cpu"}

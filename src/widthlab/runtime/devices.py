@@ -4,12 +4,17 @@
 whole job. Results then do not depend on the machine's core count or on OMP_NUM_THREADS:
 float32 training amplifies the last-bit differences of a multithreaded matmul into different
 networks. A sweep uses more cores by running jobs side by side (a parallel Hydra launcher).
+
+A job's record says where it computed (`where_computed`), observed rather than read from
+`device`: "auto" is a GPU on one machine and the CPU on another, and the numpy/scipy
+studies (random features, max-margin) compute on the CPU whatever `device` says.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -43,3 +48,27 @@ def fixed_threads(threads: int) -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(before)
+
+
+def reset_gpu_counts() -> None:
+    """Start the CUDA allocator's allocation count and peak afresh, for `where_computed`.
+    Nothing to do in a process that has not used CUDA (it is not initialized here)."""
+    if torch.cuda.is_initialized():
+        torch.cuda.reset_accumulated_memory_stats()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def where_computed() -> dict[str, Any]:
+    """Where the job since `reset_gpu_counts` computed: {"device": "cpu"}, or, when it
+    allocated CUDA memory, {"device": "cuda:<i> (<name>)", "gpu_peak_mb": the allocator's
+    peak, MiB}. Observed through the allocator's count of allocations since the reset, so a
+    GPU tensor cached by an earlier job in the same process does not count."""
+    if not torch.cuda.is_initialized():
+        return {"device": "cpu"}
+    if torch.cuda.memory_stats().get("allocation.all.allocated", 0) == 0:
+        return {"device": "cpu"}
+    i = torch.cuda.current_device()
+    return {
+        "device": f"cuda:{i} ({torch.cuda.get_device_name(i)})",
+        "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+    }

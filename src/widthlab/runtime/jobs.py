@@ -35,7 +35,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from widthlab.runtime.datafiles import data_paths, file_digest
-from widthlab.runtime.devices import fixed_threads
+from widthlab.runtime.devices import fixed_threads, reset_gpu_counts, where_computed
 from widthlab.runtime.errors import STOPPING_ERRORS, ConfigError, DataFileError
 from widthlab.runtime.records import (
     PRESENTATION_MODULES,
@@ -140,12 +140,10 @@ def cached_record(plan: JobPlan) -> dict[str, Any] | None:
         record = json.loads(plan.path.read_text())
     except (OSError, ValueError):
         return None  # absent, or unreadable: recompute
-    if not isinstance(record, dict):
+    if not isinstance(record, dict) or record.get("status") != "ok":
         return None
-    same = (
-        record.get("config_hash") == plan.config_hash and record.get("code_hash") == plan.code_hash
-    )
-    return record if record.get("status") == "ok" and same else None
+    same = record.get("config_hash"), record.get("code_hash")
+    return record if same == (plan.config_hash, plan.code_hash) else None
 
 
 def in_multirun() -> bool:
@@ -338,9 +336,8 @@ def keep_worker_caches() -> None:
     keep bounded per-process caches between jobs (`ntk_convergence`'s last network, shared by
     its relu and erf jobs; the structured NTK's buffers; data files), each at most a job's
     peak memory, which the pre-flight budgets per worker. Read as a leak, they restarted the
-    workers 6 times in `ntk_convergence`'s widths 2048–8192 (~5 s of imports each and a lost
-    draw: 110 s against 83 s for those 90 jobs). In a loky worker (loky's `_CURRENT_DEPTH`
-    ≥ 1) the limit becomes the machine's memory; anywhere else nothing changes."""
+    workers 6 times in `ntk_convergence`'s widths 2048–8192 (110 s against 83 s for those 90
+    jobs). In a loky worker (`_CURRENT_DEPTH` ≥ 1) the limit becomes the machine's memory."""
     module = sys.modules.get("joblib.externals.loky.process_executor")
     if getattr(module, "_CURRENT_DEPTH", 0) < 1 or not hasattr(module, "_MAX_MEMORY_LEAK_SIZE"):
         return
@@ -357,9 +354,10 @@ def _rss_mb() -> float:
 
 
 def reset_peak_rss() -> None:
-    """Start the process's peak resident set afresh (Linux: `/proc/self/clear_refs` "5"), so
-    that a job's recorded peak is its own in a process that ran other jobs before (a
-    reused joblib worker). Elsewhere, or where the file is not writable, it does nothing."""
+    """Start the process's peak resident set (Linux: `/proc/self/clear_refs` "5"; elsewhere
+    nothing) and the GPU's counts afresh, so that a job's recorded peak is its own in a
+    process that ran other jobs before (a reused joblib worker)."""
+    reset_gpu_counts()
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
@@ -386,12 +384,13 @@ def peak_rss_mb() -> float:
 
 def _timing(start: float, baseline_mb: float) -> dict[str, float]:
     """What the run measured of itself (it varies between runs, unlike the rest of the
-    record): seconds, the process's resident memory when the job started, and its peak
-    since then (`peak_rss_mb`, reset when the job started)."""
+    record): seconds, the process's resident memory when the job started, its peak since
+    then (`peak_rss_mb`, reset when the job started) and where it computed (`devices`)."""
     return {
         "seconds": time.perf_counter() - start,
         "baseline_rss_mb": baseline_mb,
         "process_peak_rss_mb": round(peak_rss_mb(), 1),
+        **where_computed(),
     }
 
 
