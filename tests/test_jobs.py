@@ -28,7 +28,7 @@ def test_record_at_a_fixed_path_with_identity_hash_and_provenance(compose_cfg, t
     assert "paths" not in rec["config"] and "tracking" not in rec["config"]
     assert {"git_commit", "torch", "numpy", "widthlab"} <= set(rec["provenance"])
     assert rec["memory"]["estimate_mb"] == pytest.approx(1e6 / 2**20, abs=0.1)
-    assert rec["timing"]["device"] == "cpu" and "gpu_peak_mb" not in rec["timing"]
+    assert rec["timing"]["device"] == "cpu" and "process_gpu_peak_mb" not in rec["timing"]
     other = run_job(toy_cfg(compose_cfg, tmp_path, "study.width=512", "seed=2"))
     assert other["config_hash"] != rec["config_hash"]
 
@@ -265,6 +265,32 @@ def test_a_record_says_where_its_job_computed(monkeypatch):
     monkeypatch.setattr(devices.torch, "cuda", used)
     jobs.reset_peak_rss()
     assert used.resets == 2
-    assert devices.where_computed() == {"device": "cuda:1 (Fake GPU 1)", "gpu_peak_mb": 3.0}
+    assert devices.where_computed() == {"device": "cuda:1 (Fake GPU 1)", "process_gpu_peak_mb": 3.0}
     monkeypatch.setattr(devices.torch, "cuda", FakeCuda(allocations=0))
     assert devices.where_computed() == {"device": "cpu"}
+
+
+def test_on_a_gpu_the_memory_check_counts_the_workers_sharing_it(monkeypatch):
+    """device=auto on a machine with a GPU: the jobs' estimates, side by side, must fit in its
+    free memory as well as in the host's (here 64 GiB of host memory, 10 GiB free on the GPU)."""
+    import torch
+
+    from widthlab.runtime import preflight
+    from widthlab.runtime.errors import ResourceError
+
+    monkeypatch.setattr(preflight, "available_memory", lambda: 64 * 2**30)
+    configs = [{"device": "auto", "need": gib} for gib in (4.0, 4.5, 2.5)]
+    estimate = lambda cfg: cfg["need"] * 2**30  # noqa: E731
+    keys = ["a", "b", "c"]
+    assert preflight.gpu_free_memory(configs[0]) is None  # no GPU here: the host check alone
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10 * 2**30, 80 * 2**30))
+    gpu = preflight.gpu_free_memory(configs[0])
+    assert gpu == (10 * 2**30, "the free memory of cuda (device=auto)")
+    preflight.check_memory(configs, estimate, keys, concurrent=3)  # the host has room
+    preflight.check_memory(configs, estimate, keys, concurrent=2, gpu=gpu)  # 8.5 of 10 GiB
+    message = (r"^3 jobs side by side .* about 11\.0 GiB together \(largest: `b`\), more than "
+               r"the 10\.0 GiB of the free memory of cuda \(device=auto\): set "
+               r"hydra\.launcher\.n_jobs lower, .* or run them on the CPU")  # fmt: skip
+    with pytest.raises(ResourceError, match=message):
+        preflight.check_memory(configs, estimate, keys, concurrent=3, gpu=gpu)

@@ -60,9 +60,10 @@ def reset_gpu_counts() -> None:
 
 def where_computed() -> dict[str, Any]:
     """Where the job since `reset_gpu_counts` computed: {"device": "cpu"}, or, when it
-    allocated CUDA memory, {"device": "cuda:<i> (<name>)", "gpu_peak_mb": the allocator's
-    peak, MiB}. Observed through the allocator's count of allocations since the reset, so a
-    GPU tensor cached by an earlier job in the same process does not count."""
+    allocated CUDA memory, {"device": "cuda:<i> (<name>)", "process_gpu_peak_mb": the
+    allocator's peak since the reset, MiB, what earlier jobs of the process still hold (their
+    caches) included, like `process_peak_rss_mb`}. Observed through the allocator's count of
+    allocations since the reset, so a GPU tensor cached by an earlier job does not count."""
     if not torch.cuda.is_initialized():
         return {"device": "cpu"}
     if torch.cuda.memory_stats().get("allocation.all.allocated", 0) == 0:
@@ -70,5 +71,5 @@ def where_computed() -> dict[str, Any]:
     i = torch.cuda.current_device()
     return {
         "device": f"cuda:{i} ({torch.cuda.get_device_name(i)})",
-        "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+        "process_gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
     }

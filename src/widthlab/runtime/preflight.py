@@ -11,7 +11,8 @@ sweep (one for a single run) and checks, stopping at the first problem with one 
   arrays match their checksums, and it was made with the settings the jobs ask for;
 - memory: every job's estimated peak (its study's formula) fits in `max_memory_gb`, or in
   the memory available now, and so do the largest ones together when a parallel launcher
-  runs several side by side;
+  runs several side by side; on a GPU (`device` resolves to CUDA) the same in its free
+  memory, which every worker of the launcher shares;
 - tracking: the URI's scheme is one MLflow stores take, and a server answers within a few
   seconds (no 250-second retry loop).
 """
@@ -107,22 +108,43 @@ def available_memory() -> int:
     return int(psutil.virtual_memory().available)
 
 
+def gpu_free_memory(cfg: Mapping[str, Any]) -> tuple[int, str] | None:
+    """(free bytes, its name) of the GPU the jobs' `device` resolves to; None on the CPU."""
+    from widthlab.runtime.devices import resolve_device
+
+    device = resolve_device(str(cfg.get("device", "auto")))
+    if device.type != "cuda":
+        return None
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free), f"the free memory of {device} (device={cfg.get('device')})"
+
+
 def check_memory(
-    configs: list[Mapping[str, Any]], estimate, keys: list[str], concurrent: int = 1
+    configs: list[Mapping[str, Any]],
+    estimate,
+    keys: list[str],
+    concurrent: int = 1,
+    gpu: tuple[int, str] | None = None,
 ) -> None:
     """Refuse the sweep when its jobs' estimated peaks exceed the limit, naming the job: one
     job alone, or with `concurrent` jobs side by side (a parallel launcher on this machine),
-    the largest estimates together."""
+    the largest estimates together. The limit is the host's (`max_memory_gb`, else what is
+    available), or with `gpu` (`gpu_free_memory`) the GPU's: a job's tensors live on the
+    device, so its estimate holds there too, and a launcher's workers share the one GPU."""
     limit_gb = configs[0].get("max_memory_gb")
     limit = int(limit_gb * 2**30) if limit_gb else available_memory()
     source = f"max_memory_gb={limit_gb}" if limit_gb else "the memory available now"
+    more = "set max_memory_gb if this machine has more to give"
+    if gpu is not None:
+        (limit, source), more = gpu, "run them on the CPU (device=cpu)"
     needs = [float(estimate(cfg)) for cfg in configs]
     for need, key in zip(needs, keys, strict=True):
         if need > limit:
             raise ResourceError(
                 f"job `{key}` needs about {need / 2**30:.1f} GiB (estimated peak), more than "
-                f"the {limit / 2**30:.1f} GiB of {source}: choose a smaller size, or set "
-                "max_memory_gb if this machine has more to give"
+                f"the {limit / 2**30:.1f} GiB of {source}: choose a smaller size, or {more}"
             )
     side_by_side = min(int(concurrent), len(needs))
     if side_by_side > 1:
@@ -133,7 +155,7 @@ def check_memory(
                 f"{side_by_side} jobs side by side (the parallel launcher's workers) need about "
                 f"{total / 2**30:.1f} GiB together (largest: `{largest[0][1]}`), more than the "
                 f"{limit / 2**30:.1f} GiB of {source}: set hydra.launcher.n_jobs lower, "
-                "choose smaller sizes, or set max_memory_gb if this machine has more to give"
+                f"choose smaller sizes, or {more}"
             )
 
 
@@ -207,4 +229,7 @@ def preflight(
             keys.append(job_key({k: OmegaConf.select(node, k) for k in cfg["study"]["job_keys"]}))
     estimate = lambda cfg: study.job(cfg["study"]["job"]).peak_memory(cfg)  # noqa: E731
     check_memory(configs, estimate, keys, concurrent)
+    gpu = gpu_free_memory(first)
+    if gpu is not None:
+        check_memory(configs, estimate, keys, concurrent, gpu)
     check_tracking(first["tracking"])
