@@ -226,47 +226,48 @@ def test_a_loky_worker_keeps_its_caches_only_once_the_job_runner_allows_it(keep)
 
 
 class FakeCuda:
-    """torch.cuda as `devices.where_computed` reads it: an initialized GPU whose allocator
-    counts `allocations` since the last reset and peaked at 3 MiB."""
+    """torch.cuda as `devices.where_computed` reads it: two initialized GPUs whose allocators
+    count `allocations[i]` since the last reset, device i peaking at i + 2 MiB."""
 
     def __init__(self, allocations):
         self.allocations = allocations
-        self.resets = 0
+        self.resets = []
 
     def is_initialized(self):
         return True
 
-    def reset_accumulated_memory_stats(self):
-        self.resets += 1
+    def device_count(self):
+        return len(self.allocations)
 
-    def reset_peak_memory_stats(self):
-        self.resets += 1
+    def reset_accumulated_memory_stats(self, i):
+        self.resets.append(i)
 
-    def memory_stats(self):
-        return {"allocation.all.allocated": self.allocations}
+    def reset_peak_memory_stats(self, i):
+        self.resets.append(i)
 
-    def current_device(self):
-        return 1
+    def memory_stats(self, i):
+        return {"allocation.all.allocated": self.allocations[i]}
 
-    def get_device_name(self, index):
-        return f"Fake GPU {index}"
+    def get_device_name(self, i):
+        return f"Fake GPU {i}"
 
-    def max_memory_allocated(self):
-        return 3 * 2**20
+    def max_memory_allocated(self, i):
+        return (i + 2) * 2**20
 
 
 def test_a_record_says_where_its_job_computed(monkeypatch):
-    """The device is observed, not read from `device`: a GPU that allocated since the job's
-    reset is named with its peak; one that only holds an earlier job's tensors is not."""
+    """The device is observed, not read from `device`: the GPU that allocated since the job's
+    reset is named with its own peak (here the second of two); GPUs that only hold an earlier
+    job's tensors are not."""
     from widthlab.runtime import devices
 
     assert devices.where_computed() == {"device": "cpu"}  # this machine: CUDA never initialized
-    used = FakeCuda(allocations=5)
+    used = FakeCuda(allocations=[0, 5])
     monkeypatch.setattr(devices.torch, "cuda", used)
     jobs.reset_peak_rss()
-    assert used.resets == 2
+    assert sorted(used.resets) == [0, 0, 1, 1]
     assert devices.where_computed() == {"device": "cuda:1 (Fake GPU 1)", "process_gpu_peak_mb": 3.0}
-    monkeypatch.setattr(devices.torch, "cuda", FakeCuda(allocations=0))
+    monkeypatch.setattr(devices.torch, "cuda", FakeCuda(allocations=[0, 0]))
     assert devices.where_computed() == {"device": "cpu"}
 
 

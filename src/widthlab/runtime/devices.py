@@ -51,25 +51,27 @@ def fixed_threads(threads: int) -> Iterator[None]:
 
 
 def reset_gpu_counts() -> None:
-    """Start the CUDA allocator's allocation count and peak afresh, for `where_computed`.
-    Nothing to do in a process that has not used CUDA (it is not initialized here)."""
+    """Start every GPU's allocation count and peak afresh, for `where_computed`. Nothing to
+    do in a process that has not used CUDA (it is not initialized here)."""
     if torch.cuda.is_initialized():
-        torch.cuda.reset_accumulated_memory_stats()
-        torch.cuda.reset_peak_memory_stats()
+        for i in range(torch.cuda.device_count()):
+            torch.cuda.reset_accumulated_memory_stats(i)
+            torch.cuda.reset_peak_memory_stats(i)
 
 
 def where_computed() -> dict[str, Any]:
     """Where the job since `reset_gpu_counts` computed: {"device": "cpu"}, or, when it
-    allocated CUDA memory, {"device": "cuda:<i> (<name>)", "process_gpu_peak_mb": the
-    allocator's peak since the reset, MiB, what earlier jobs of the process still hold (their
-    caches) included, like `process_peak_rss_mb`}. Observed through the allocator's count of
-    allocations since the reset, so a GPU tensor cached by an earlier job does not count."""
+    allocated CUDA memory, {"device": "cuda:<i> (<name>)", "process_gpu_peak_mb": that GPU's
+    allocator peak since the reset, MiB, what earlier jobs of the process still hold (their
+    caches) included, like `process_peak_rss_mb`}. Observed through each GPU's count of
+    allocations since the reset (a job computes on one device), so a GPU tensor cached by an
+    earlier job does not count."""
     if not torch.cuda.is_initialized():
         return {"device": "cpu"}
-    if torch.cuda.memory_stats().get("allocation.all.allocated", 0) == 0:
-        return {"device": "cpu"}
-    i = torch.cuda.current_device()
-    return {
-        "device": f"cuda:{i} ({torch.cuda.get_device_name(i)})",
-        "process_gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
-    }
+    for i in range(torch.cuda.device_count()):
+        if torch.cuda.memory_stats(i).get("allocation.all.allocated", 0) > 0:
+            return {
+                "device": f"cuda:{i} ({torch.cuda.get_device_name(i)})",
+                "process_gpu_peak_mb": round(torch.cuda.max_memory_allocated(i) / 2**20, 1),
+            }
+    return {"device": "cpu"}
