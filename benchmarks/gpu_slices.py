@@ -30,7 +30,6 @@ read against the same job on the CPU with another thread count (another summatio
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -108,10 +107,14 @@ def run(args) -> int:
 
 
 def records(root: Path) -> dict[tuple[str, str], dict]:
+    """{(study, job key): record} of a run's output folder, read (and checked) by the
+    runtime's `read_records`, which skips locks and sweep manifests."""
+    from widthlab.runtime.records import read_records
+
     found = {}
-    for path in root.glob("*/records/**/*.json"):
-        r = json.loads(path.read_text())
-        found[(r["study"], r["key"])] = r
+    for study in sorted(p for p in root.iterdir() if p.is_dir()):
+        for kind in read_records(study / "records").values():
+            found.update({(r["study"], r["key"]): r for r in kind})
     return found
 
 
