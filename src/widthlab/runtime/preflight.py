@@ -161,12 +161,13 @@ def check_memory(
 
 def concurrent_jobs(launcher: Mapping[str, Any] | None) -> int:
     """How many jobs the sweep's Hydra launcher runs side by side on this machine: joblib's
-    n_jobs (−1: every core, −2: all but one, as joblib counts), 1 for the basic launcher and
-    for submitit, whose jobs each get their own allocation."""
+    n_jobs (also through `JoblibTemplateLauncher`; −1: every core, −2: all but one, as joblib
+    counts), 1 for the basic launcher and for submitit, whose jobs each get their own
+    allocation."""
     import os
 
     launcher = launcher or {}
-    if "joblib" not in str(launcher.get("_target_", "")):
+    if "joblib" not in str(launcher.get("_target_", "")).lower():
         return 1
     n_jobs = int(launcher.get("n_jobs") or 1)
     cores = os.cpu_count() or 1
