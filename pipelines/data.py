@@ -17,7 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from widthlab.runtime.datastage import make_data_files
+from widthlab.runtime.collector import tune_collector
 from widthlab.runtime.errors import exit_on_error
 
 # An absolute config path: the app also runs when this file is imported (tests, stage.py).
@@ -27,9 +27,12 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 @exit_on_error
 def main(cfg: DictConfig) -> None:
+    from widthlab.runtime.datastage import make_data_files  # after tune_collector()
+
     npz_path, json_path = make_data_files(cfg)
     print(f"wrote {npz_path} and {json_path}")
 
 
 if __name__ == "__main__":
+    tune_collector()  # widthlab.runtime.collector
     main()

@@ -16,8 +16,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from widthlab.runtime.collector import tune_collector
 from widthlab.runtime.errors import exit_on_error
-from widthlab.runtime.jobs import run_job
 
 # An absolute config path: the app also runs when this file is imported (tests, stage.py).
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -26,8 +26,11 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 @exit_on_error
 def main(cfg: DictConfig) -> None:
+    from widthlab.runtime.jobs import run_job  # after tune_collector()
+
     run_job(cfg)
 
 
 if __name__ == "__main__":
+    tune_collector()  # widthlab.runtime.collector
     main()

@@ -11,7 +11,9 @@ Each sweep is `pipelines/run.py -m study=<sweep> <overrides>`, run in this one p
 import sys
 from pathlib import Path
 
+from widthlab.runtime.collector import tune_collector
 from widthlab.runtime.stage import run_stage
 
 if __name__ == "__main__":
+    tune_collector()  # before torch, Lightning and MLflow are imported
     sys.exit(run_stage(sys.argv[1:], pipelines=Path(__file__).resolve().parent))

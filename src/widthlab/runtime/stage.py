@@ -35,6 +35,9 @@ def _app(task, conf: Path, name: str):
 
 
 def _run_task(cfg) -> None:
+    from widthlab.runtime.collector import tune_collector
+
+    tune_collector()  # a sweep's worker process starts its jobs here
     from widthlab.runtime.jobs import run_job
 
     run_job(cfg)
