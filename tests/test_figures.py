@@ -378,8 +378,8 @@ def test_figure_bytes_carry_no_timestamp_and_repeat_exactly():
         fig.subplots().plot([1, 2], [3, 4])
         return fig
 
-    png, svg = plotting.figure_bytes(draw(), "png"), plotting.figure_bytes(draw(), "svg")
+    files = plotting.figure_bytes(draw())
+    png, svg = files["png"], files["svg"]
     assert png.startswith(b"\x89PNG") and b"<svg" in svg
-    assert plotting.figure_bytes(draw(), "png") == png
-    assert plotting.figure_bytes(draw(), "svg") == svg
+    assert plotting.figure_bytes(draw()) == files
     assert b"<dc:date>" not in svg and b"Matplotlib v" not in svg

@@ -155,8 +155,9 @@ def aggregate(cfg: DictConfig) -> dict[str, Any]:
     for table, rows in results.tables.items():
         outputs[folder / "tables" / table] = to_csv(rows)
     for fig_name, spec in figures.items():
-        outputs[folder / "figures" / f"{fig_name}.png"] = figure_bytes(spec.figure, "png")
-        outputs[folder / "svg" / f"{fig_name}.svg"] = figure_bytes(spec.figure, "svg")
+        files = figure_bytes(spec.figure)
+        outputs[folder / "figures" / f"{fig_name}.png"] = files["png"]
+        outputs[folder / "svg" / f"{fig_name}.svg"] = files["svg"]
     for sub, suffix in (("figures", ".png"), ("svg", ".svg"), ("tables", ".csv")):  # none left
         # from an older run
         for old in (folder / sub).glob(f"*{suffix}"):
