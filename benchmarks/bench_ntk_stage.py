@@ -11,10 +11,11 @@ overhead (wall − job-seconds / 2 cores) can be told apart from the speed of th
 which drifts by tens of percent between runs here. What the stage costs beyond its jobs is
 what changed: loky worker restarts and the circle sweep's width-10 000 job alone on one core
 (against cd9bde0), each job's composition from the YAML files in the worker (against
-d8b8440, before the template launcher). No goal of its own: the stage is a share of issue
+d8b8440, before the template launcher), the cyclic collector walking the imported heap in the
+stage's process and its workers (against 8071b66, before widthlab.runtime.collector). No goal of its own: the stage is a share of issue
 19's four-study budget.
 
-    python benchmarks/bench_ntk_stage.py [--rounds 3] [--baseline d8b8440]
+    python benchmarks/bench_ntk_stage.py [--rounds 3] [--baseline 8071b66]
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def run_stage(folder: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--baseline", default="d8b8440", help="git revision to compare with")
+    parser.add_argument("--baseline", default="8071b66", help="git revision to compare with")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench_ntk_stage_"))
     code = {"baseline": root / "baseline", "candidate": root / "candidate"}

@@ -9,7 +9,7 @@ each). Goal: the candidate's smoke repro takes at most 60 s (every round); the r
 baseline is printed as what the change bought. Also prints, for the candidate's last round,
 the seconds of each stage (from DVC's "Running stage" lines) and its jobs' own seconds.
 
-    python benchmarks/bench_smoke_repro.py [--rounds 3] [--baseline a8fa93a]
+    python benchmarks/bench_smoke_repro.py [--rounds 3] [--baseline 8071b66]
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def job_seconds(folder: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--baseline", default="a8fa93a", help="git revision to compare with")
+    parser.add_argument("--baseline", default="8071b66", help="git revision to compare with")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench_smoke_"))
     queues: dict[str, list[Path]] = {"baseline": [], "candidate": []}
