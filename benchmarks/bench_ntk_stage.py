@@ -12,8 +12,8 @@ which drifts by tens of percent between runs here. What the stage costs beyond i
 what changed: loky worker restarts and the circle sweep's width-10 000 job alone on one core
 (against cd9bde0), each job's composition from the YAML files in the worker (against
 d8b8440, before the template launcher), the cyclic collector walking the imported heap in the
-stage's process and its workers (against 8071b66, before widthlab.runtime.collector). No goal of its own: the stage is a share of issue
-19's four-study budget.
+stage's process and its workers (against 8071b66, before widthlab.runtime.collector). No
+goal of its own: the stage is a share of issue 19's four-study budget.
 
     python benchmarks/bench_ntk_stage.py [--rounds 3] [--baseline 8071b66]
 """
