@@ -18,10 +18,12 @@ jobs), never on `import widthlab`:
   objects rather than 700 (the older generations' thresholds are CPython's), so a full
   collection comes ~14× less often. Collection is only deferred, never turned off; reference
   counting, which frees tensors and arrays, is untouched;
-- at exit, `gc.freeze()` runs after every other exit handler (it is registered first, and
-  `atexit` runs handlers last-in first-out), so the interpreter's final collections skip the
-  objects alive at that point. Files, MLflow runs and records are closed or written by the
-  code that opened them, never by a finalizer at exit.
+- at exit, `gc.freeze()` runs, so the interpreter's final collections skip the objects alive
+  at that point. It is registered before the heavy imports, so it runs after their exit
+  handlers (MLflow's, loky's: `atexit` is last-in first-out); a handler registered earlier
+  (logging's) runs after it, which is harmless, as freezing frees and closes nothing.
+  Files, MLflow runs and records are closed or written by the code that opened them, never
+  by a finalizer at exit.
 
 Neither change touches a number a job computes: the collector decides only when unreachable
 objects are freed.
