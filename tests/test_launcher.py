@@ -1,5 +1,6 @@
 """The cores launcher's template jobs are the jobs Hydra itself composes (src/hydra_plugins/
-widthlab_launcher), and the launcher is still counted as joblib by the memory pre-flight."""
+widthlab_launcher), it starts the widest jobs first and returns them in the sweep's order, and
+it is still counted as joblib by the memory pre-flight."""
 
 import os
 from pathlib import Path
@@ -9,11 +10,18 @@ from conftest import REPO
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
+from hydra.types import HydraContext, RunMode
+from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from omegaconf import OmegaConf
 
 from hydra_plugins import widthlab_launcher
-from hydra_plugins.widthlab_launcher import TemplateConfigLoader, from_template, sweep_key
+from hydra_plugins.widthlab_launcher import (
+    JoblibTemplateLauncher,
+    TemplateConfigLoader,
+    from_template,
+    launch_order,
+    sweep_key,
+)
 from widthlab.runtime.preflight import concurrent_jobs
 from widthlab.runtime.stage import study_sweeps
 from widthlab.runtime.sweep import job_overrides
@@ -102,6 +110,7 @@ def test_the_cores_launcher_is_joblib_for_the_memory_preflight(monkeypatch):
         _, cfg = master(["study=lazy_training", "hydra/launcher=cores"])
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert launcher["_target_"] == "hydra_plugins.widthlab_launcher.JoblibTemplateLauncher"
+    assert launcher["largest_first"] == ["model.width", "model.depth"]
     monkeypatch.setattr(os, "cpu_count", lambda: 6)
     assert concurrent_jobs(launcher) == 6
 
@@ -133,3 +142,43 @@ def test_templates_survive_hydras_plugin_scan_executing_the_module_again():
         assert sys.modules[name]._TEMPLATES.get("probe") == "kept"
     finally:
         module._TEMPLATES.pop("probe", None)
+
+
+def test_launch_order_is_widest_first_then_deepest_stable_and_unswept_last():
+    jobs = [
+        ["model.width=13", "seed=0"],
+        ["model.width=1333", "seed=0"],
+        ["model.width=133", "model.depth=2", "seed=0"],
+        ["model.width=133", "model.depth=3", "seed=0"],
+        ["seed=1"],  # no width: after every job with one
+        ["model.width=${oc.env:W}"],  # not a plain number: the same
+        ["model.width=13", "seed=1"],  # ties keep the sweep's order
+        ["model.width=1.5e3"],
+    ]
+    assert launch_order(jobs, ["model.width", "model.depth"]) == [7, 1, 3, 2, 0, 6, 4, 5]
+    assert launch_order(jobs, []) == list(range(len(jobs)))
+
+
+def test_the_launcher_starts_the_widest_jobs_first_and_returns_the_sweeps_order(monkeypatch):
+    started = []
+
+    def fake_launch(self, job_overrides, initial_job_idx):  # Hydra's joblib launch
+        # (by name: Hydra's plugin scan executes the module again, making new classes)
+        assert type(self.hydra_context.config_loader).__name__ == "TemplateConfigLoader"
+        started.extend(" ".join(o) for o in job_overrides)
+        return [f"ran {' '.join(o)} as #{initial_job_idx + i}" for i, o in enumerate(job_overrides)]
+
+    monkeypatch.setattr(JoblibLauncher, "launch", fake_launch)
+    launcher = JoblibTemplateLauncher(largest_first=["model.width"], n_jobs=2)
+    launcher.config = OmegaConf.create({"study": "x"})
+    context = HydraContext(config_loader=object(), callbacks=None)
+    launcher.hydra_context = context
+    sweep = [["model.width=64", "seed=0"], ["model.width=1024", "seed=0"], ["model.width=256"]]
+    runs = launcher.launch(sweep, initial_job_idx=0)
+    assert started == ["model.width=1024 seed=0", "model.width=256", "model.width=64 seed=0"]
+    assert runs == [
+        "ran model.width=64 seed=0 as #2",
+        "ran model.width=1024 seed=0 as #0",
+        "ran model.width=256 as #1",
+    ]
+    assert launcher.hydra_context is context

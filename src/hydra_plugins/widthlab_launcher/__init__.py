@@ -16,14 +16,25 @@ config-group sweep such as `data=a,b`, `+key=…`, `~key`) is composed by Hydra,
 tests/test_launcher.py checks the result against Hydra's own composition, job by job, for
 every study sweep.
 
+Jobs start longest first. On two cores a sweep whose widest jobs come last (the sweep's own
+order: widths ascending) ends with one of them running alone: the laptop `double_descent_mlp`
+squared-loss sweep ran its third width-1333 job (30 s) while the other core idled. The
+launcher's `largest_first` keys (cores.yaml: `model.width`, then `model.depth`) order the
+jobs by those swept values, descending (stable; a job without a plain number for a key comes
+after those with one), which is the longest-processing-time-first rule with the width as the
+estimate of a job's time. Only the order of starting changes: every job gets the same config
+(the job number, `hydra.job.num`, is its place in the launch order), and the results come
+back in the sweep's order, as Hydra's launchers return them.
+
 Hydra finds launchers in the `hydra_plugins` namespace package; conf/hydra/launcher/
-cores.yaml selects this one.
+cores.yaml selects this one, through the config `joblib_template` (`config.py`).
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import os
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -137,15 +148,48 @@ class TemplateConfigLoader:
         return config
 
 
+def launch_order(job_overrides: Sequence[Sequence[str]], keys: Sequence[str]) -> list[int]:
+    """The jobs' indices in launch order: descending in the value of the first of `keys`, then
+    of the next (stable). A key's value is read from the job's `key=<number>` override line;
+    a job without one for a key (not swept, or not a plain finite number) comes after the jobs
+    with one."""
+    keys = list(keys)
+
+    def rank(lines: Sequence[str]) -> tuple[tuple[int, float], ...]:
+        values: dict[str, float] = {}
+        for line in lines:
+            key, _, text = line.partition("=")
+            if key in keys:
+                try:
+                    value = float(text)
+                except ValueError:
+                    continue
+                if math.isfinite(value):
+                    values[key] = value
+        return tuple((0, -values[k]) if k in values else (1, 0.0) for k in keys)
+
+    return sorted(range(len(job_overrides)), key=lambda i: rank(job_overrides[i]))
+
+
 class JoblibTemplateLauncher(JoblibLauncher):
-    """`JoblibLauncher` whose workers compose a sweep's jobs from a template (module doc)."""
+    """`JoblibLauncher` whose workers compose a sweep's jobs from a template, started longest
+    first (module doc)."""
+
+    def __init__(self, largest_first: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.largest_first = list(largest_first)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
         context = self.hydra_context
         assert context is not None and self.config is not None
         loader = TemplateConfigLoader(context.config_loader, sweep_key(self.config))
         self.hydra_context = HydraContext(config_loader=loader, callbacks=context.callbacks)
+        order = launch_order(job_overrides, self.largest_first)
         try:
-            return super().launch(job_overrides, initial_job_idx)
+            runs = super().launch([job_overrides[i] for i in order], initial_job_idx)
         finally:
             self.hydra_context = context
+        in_sweep_order = [None] * len(runs)
+        for run, index in zip(runs, order, strict=True):
+            in_sweep_order[index] = run
+        return in_sweep_order
