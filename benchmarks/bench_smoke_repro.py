@@ -111,12 +111,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline", default="8071b66", help="git revision to compare with")
-    parser.add_argument("--four-studies", action="store_true",
-                        help="only the four original studies' stages (and what they need)")
+    parser.add_argument(
+        "--four-studies",
+        action="store_true",
+        help="only the four original studies' stages (and what they need)",
+    )
     args = parser.parse_args()
     targets = [f"study@{name}" for name in FOUR_STUDIES] if args.four_studies else []
-    what = (f"`dvc repro {' '.join(targets)}` (the four original studies with the params and "
-            "data stages they need; no report)" if targets else "`dvc repro`")
+    what = (
+        f"`dvc repro {' '.join(targets)}` (the four original studies with the params and "
+        "data stages they need; no report)"
+        if targets
+        else "`dvc repro`"
+    )
     root = Path(tempfile.mkdtemp(prefix="bench_smoke_"))
     queues: dict[str, list[Path]] = {"baseline": [], "candidate": []}
     for i in range(args.rounds):
