@@ -15,7 +15,11 @@ d8b8440, before the template launcher), the cyclic collector walking the importe
 stage's process and its workers (against 8071b66, before widthlab.runtime.collector). No
 goal of its own: the stage is a share of issue 19's four-study budget.
 
-    python benchmarks/bench_ntk_stage.py [--rounds 3] [--baseline 8071b66]
+`--study <name>` times another study's stage the same way (results in
+`benchmarks/results/bench_stage_<name>.txt`), e.g. `double_descent_mlp` for the launch order
+of its widest jobs (against f293a92, before `largest_first`).
+
+    python benchmarks/bench_ntk_stage.py [--rounds 3] [--baseline 8071b66] [--study <name>]
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pathlib import Path
 from harness import alternate, report
 
 REPO = Path(__file__).resolve().parents[1]
-STAGE = ["pipelines/stage.py", "study=ntk_convergence", "hydra/launcher=cores"]
+STUDY = "ntk_convergence"
 
 
 def copy_code(dest: Path, revision: str | None) -> None:
@@ -53,7 +57,7 @@ def copy_code(dest: Path, revision: str | None) -> None:
     subprocess.run(["tar", "-x", "-C", str(dest)], input=tar.stdout, check=True)
 
 
-def run_stage(folder: Path) -> float:
+def run_stage(folder: Path, study: str) -> float:
     """The stage in `folder` (its own code first on the path); its job-seconds."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PYTHONPATH"] = str(folder / "src")
@@ -63,7 +67,17 @@ def run_stage(folder: Path) -> float:
         f"tracking.uri=sqlite:///{folder / 'mlflow.db'}",
     ]
     proc = subprocess.run(
-        [sys.executable, *STAGE, *overrides], cwd=folder, env=env, capture_output=True, text=True
+        [
+            sys.executable,
+            "pipelines/stage.py",
+            f"study={study}",
+            "hydra/launcher=cores",
+            *overrides,
+        ],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise SystemExit(f"the stage failed in {folder}:\n{proc.stderr[-3000:]}")
@@ -78,6 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline", default="8071b66", help="git revision to compare with")
+    parser.add_argument("--study", default=STUDY, help="the study whose stage to time")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench_ntk_stage_"))
     code = {"baseline": root / "baseline", "candidate": root / "candidate"}
@@ -90,7 +105,7 @@ def main() -> None:
         count[side] += 1
         folder = root / f"{side}{count[side]}"
         shutil.copytree(code[side], folder)
-        jobs[side].append(run_stage(folder))
+        jobs[side].append(run_stage(folder, args.study))
         shutil.rmtree(folder, ignore_errors=True)
 
     start = time.strftime("%H:%M")
@@ -106,7 +121,7 @@ def main() -> None:
         c / b for b, c in zip(jobs["baseline"], jobs["candidate"], strict=True)
     )
     lines = [
-        f"laptop profile, the ntk_convergence stage from empty records (started {start}); "
+        f"laptop profile, the {args.study} stage from empty records (started {start}); "
         f"baseline = {args.baseline}, candidate = the working tree",
         result.line(f"baseline  ({args.baseline}) wall", result.baseline, " s"),
         result.line("candidate (working tree) wall", result.candidate, " s"),
@@ -118,7 +133,7 @@ def main() -> None:
         f"  job-seconds, candidate / baseline per round: median {ratio:.3f}",
         result.load_line(),
     ]
-    report("bench_ntk_stage", lines)
+    report("bench_ntk_stage" if args.study == STUDY else f"bench_stage_{args.study}", lines)
     shutil.rmtree(root, ignore_errors=True)
 
 
