@@ -99,20 +99,23 @@ def test_output_blocks_match_the_explicit_jacobian_and_trace_to_the_ntk(depth, a
 
 
 def test_symmetric_and_positive_semidefinite():
-    """The blocks below the block diagonal are mirrored from those above, so they equal their
-    transposes bit for bit. A diagonal block is one GEMM of a row block with itself, whose
-    (i, j) and (j, i) entries BLAS need not sum in the same order: bitwise equal with the
-    Intel machines' kernels, not with an AMD EPYC's (2026-12-01), so within rounding there."""
-    from widthlab.empirical import _row_blocks
+    """Θ is symmetric bit for bit: the blocks below the block diagonal and each diagonal
+    block's lower triangle are mirrored from the upper triangle (a diagonal block's GEMM need
+    not sum (i, j) and (j, i) in the same order: on an AMD EPYC it did not, by 1.3e-16)."""
+    from widthlab.empirical import _mirror_upper_, _row_blocks
 
     model = MLP(4, 64, 2, 1, "relu", "ntk", 1.0, 0.2, seed=1, dtype=F64)
     x = _points(300, 4, 4)  # n ≥ 256 so that the blocked symmetric Gram is exercised
     theta = empirical_ntk(model, x)
-    blocks = _row_blocks(len(x))
-    assert len(blocks) == 2
-    for start, stop in blocks:
-        assert torch.equal(theta[stop:, start:stop], theta[start:stop, stop:].T)
-    assert _rel_max(theta, theta.T) < 1e-14  # float64 rounding of sums over 64 + 64 + 4 terms
+    assert len(_row_blocks(len(x))) == 2
+    assert torch.equal(theta, theta.T)
+    # The tiled mirror keeps the upper triangle and mirrors it, for tiles that do and do not
+    # divide the size.
+    a = torch.randn(7, 7, dtype=F64)
+    for tile in (1, 3, 7, 256):
+        b = a.clone()
+        _mirror_upper_(b, tile)
+        assert torch.equal(b.triu(), a.triu()) and torch.equal(b, b.T)
     eigenvalues = torch.linalg.eigvalsh(theta)
     assert eigenvalues.min() > -1e-10 * eigenvalues.max()
     # The block-triangular symmetric path agrees with the general two-set path.
@@ -144,7 +147,9 @@ def test_generic_path_on_a_non_mlp_and_chunking():
     x1, x2 = _points(7, 3, 5), _points(5, 3, 6)
     whole = empirical_ntk(model, x1)
     assert _rel_max(whole, _finite_difference_ntk(model, x1, x1)) < FD_RTOL
-    assert _rel_max(empirical_ntk(model, x1, chunk_size=3), whole) < 1e-13
+    chunked = empirical_ntk(model, x1, chunk_size=3)
+    assert _rel_max(chunked, whole) < 1e-13
+    assert torch.equal(whole, whole.T) and torch.equal(chunked, chunked.T)
     cross = empirical_ntk(model, x1, x2, chunk_size=2)
     assert _rel_max(cross, _finite_difference_ntk(model, x1, x2)) < FD_RTOL
     with pytest.raises(ValueError, match="method='structured'"):
