@@ -117,8 +117,13 @@ class Comparison:
 
 
 def alternate(baseline: Callable[[], object], candidate: Callable[[], object],
-              rounds: int = 5, warmup: bool = True) -> Comparison:  # fmt: skip
-    """Time `baseline` and `candidate` alternately, `rounds` times each (after a warm-up)."""
+              rounds: int = 5, warmup: bool = True, pairs: int = 1) -> Comparison:  # fmt: skip
+    """Time `baseline` and `candidate` alternately, `rounds` times each (after a warm-up).
+
+    With `pairs` > 1 a round is `pairs` alternations (B, C, B, C, …) and its two times are the
+    sums over them: a round's ratio is then a ratio of sums, whose run-to-run noise (where it
+    is independent from run to run, as a shared core's speed is over seconds) shrinks like
+    1/√pairs, while the verdict still takes the whole range of the rounds."""
     load_before = load_average()
     if warmup:
         baseline()
@@ -126,8 +131,11 @@ def alternate(baseline: Callable[[], object], candidate: Callable[[], object],
     b, c = [], []
     start, (machine0, own0) = time.perf_counter(), cpu_seconds()
     for _ in range(rounds):
-        b.append(timed(baseline))
-        c.append(timed(candidate))
+        b.append(0.0)
+        c.append(0.0)
+        for _ in range(pairs):
+            b[-1] += timed(baseline)
+            c[-1] += timed(candidate)
     wall, (machine1, own1) = time.perf_counter() - start, cpu_seconds()
     others = max(0.0, (machine1 - machine0) - (own1 - own0)) / wall
     return Comparison(b, c, load_before, load_average(), others)
