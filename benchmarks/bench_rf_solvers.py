@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from widthlab.models.random_features import draw_features, feature_activations
 from widthlab.seeding import uniform_sphere
-from widthlab.width_sweep import width_sweep
+from widthlab.width_sweep import nested_grams, width_sweep
 
 GOAL = 20.0
 
@@ -61,13 +61,7 @@ def floor(s_train, y, widths, s_test, repeats: int = 3) -> dict[str, float]:
     big = [int(d) for d in widths if d >= n]
     blocks = [np.asfortranarray(s_train[:, lo:hi]) for lo, hi in itertools.pairwise([0, *big])]
     prim = np.asfortranarray(s_train[:, : small[-1]]) if small else None
-    grams = [s_train[:, :d].T @ s_train[:, :d] / d for d in small]
-    k_un = np.zeros((n, n), order="F")
-    kernels = []
-    for block, d in zip(blocks, big, strict=True):
-        k_un = blas.dsyrk(1.0, block, beta=1.0, c=k_un, overwrite_c=1)
-        kernels.append(np.triu(k_un) / d)
-    grams += kernels
+    grams = [gram for _, _, gram in nested_grams(s_train, widths)]
     vec_n, vec_d = np.ones(n), np.ones(int(widths[-1]))
 
     def best(fn) -> float:

@@ -167,23 +167,21 @@ def main() -> None:
         False,
     )
     stages = stage_seconds(logs["candidate"])
-    compared = (
-        []
-        if baseline is None
-        else [
+    timings = [result.line("candidate (working tree)", result.candidate, " s")]
+    if baseline is not None:
+        timings = [
             result.line(f"baseline  ({baseline})", result.baseline, " s"),
-            result.line("candidate (working tree)", result.candidate, " s"),
+            *timings,
             result.line("speed-up (baseline / candidate)", result.speedups),
         ]
+    sides_text = (
+        "candidate = the working tree, no baseline"
+        if baseline is None
+        else f"baseline = {baseline}, candidate = the working tree"
     )
     lines = [
-        f"{args.profile} profile, {what} from scratch; "
-        + (
-            "candidate = the working tree, no baseline"
-            if baseline is None
-            else f"baseline = {baseline}, candidate = the working tree"
-        ),
-        *(compared or [result.line("candidate (working tree)", result.candidate, " s")]),
+        f"{args.profile} profile, {what} from scratch; {sides_text}",
+        *timings,
         f"  goal ≤ {goal:.0f} s: {verdict(result.candidate, goal, False, result.busy)}",
         f"candidate's last round: {len(stages)} stages, jobs' own seconds "
         f"{job_seconds(last['candidate']):.1f}; per stage (s):",
