@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import toy_study
 
-from widthlab.runtime import jobs
+from widthlab.runtime import jobs, usage
 from widthlab.runtime.jobs import run_job, run_study_job
 from widthlab.runtime.schemas import validate_config
 from widthlab.runtime.study import load_study
@@ -84,7 +84,7 @@ def test_a_job_claimed_by_another_process_is_computed_once(compose_cfg, tmp_path
     resolved = validate_config(cfg, ("study",), study)
     results = []
     threads = [
-        threading.Thread(target=lambda: results.append(run_study_job(cfg, study, resolved)))
+        threading.Thread(target=lambda: results.append(run_study_job(study, resolved)))
         for _ in range(2)
     ]
     for t in threads:
@@ -184,7 +184,7 @@ def test_a_loky_worker_keeps_its_caches_only_once_the_job_runner_allows_it(keep)
     first case shows the guard is real, so the second can fail."""
     from joblib.externals.loky import get_reusable_executor, process_executor
 
-    from widthlab.runtime.jobs import keep_worker_caches
+    from widthlab.runtime.usage import keep_worker_caches
 
     guard = process_executor._MAX_MEMORY_LEAK_SIZE
     assert guard <= 4 * 10**8  # loky's guard, as described
@@ -195,7 +195,7 @@ def test_a_loky_worker_keeps_its_caches_only_once_the_job_runner_allows_it(keep)
         import os
 
         if allow:
-            from widthlab.runtime.jobs import keep_worker_caches
+            from widthlab.runtime.usage import keep_worker_caches
 
             keep_worker_caches()
         return os.getpid()
@@ -264,7 +264,7 @@ def test_a_record_says_where_its_job_computed(monkeypatch):
     assert devices.where_computed() == {"device": "cpu"}  # this machine: CUDA never initialized
     used = FakeCuda(allocations=[0, 5])
     monkeypatch.setattr(devices.torch, "cuda", used)
-    jobs.reset_peak_rss()
+    usage.reset_peak_rss()
     assert sorted(used.resets) == [0, 0, 1, 1]
     assert devices.where_computed() == {"device": "cuda:1 (Fake GPU 1)", "process_gpu_peak_mb": 3.0}
     monkeypatch.setattr(devices.torch, "cuda", FakeCuda(allocations=[0, 0]))

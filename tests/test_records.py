@@ -1,18 +1,15 @@
 """Records: keys, hashes, atomic strict JSON, manifests, and reading that names a bad file."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from widthlab.runtime import records
 from widthlab.runtime.errors import BadFile
 from widthlab.runtime.records import (
     atomic_write_json,
     check_record,
-    code_hash,
     config_hash,
     current_job_keys,
     job_key,
@@ -37,33 +34,6 @@ def test_atomic_json_is_strict_and_leaves_no_temporary_files(tmp_path):
     atomic_write_json(tmp_path / "r.json", {"b": np.float64(1.5), "a": float("nan"), "n": [1]})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": 1.5, "n": [1]}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
-
-
-def test_code_hash_follows_the_study_files(tmp_path):
-    study = tmp_path / "job.py"
-    study.write_text("x = 1\n")
-    before = code_hash([study])
-    assert code_hash([study]) == before
-    study.write_text("x = 2\n")
-    assert code_hash([study]) != before
-    assert code_hash() != before  # the library alone
-
-
-def test_code_hash_skips_code_that_cannot_change_a_record(tmp_path, monkeypatch):
-    package = tmp_path / "widthlab"
-    shutil.copytree(records.PACKAGE, package)
-    monkeypatch.setattr(records, "PACKAGE", package)
-    before = records.code_hash()
-    (package / "plotting.py").write_text("# a new figure style\n")
-    (package / "runtime" / "report.py").write_text("# a new page layout\n")
-    (package / "studies" / "lazy_training" / "figures.py").write_text("# another study\n")
-    assert records.code_hash() == before
-    (package / "losses.py").write_text((package / "losses.py").read_text() + "# changed\n")
-    assert records.code_hash() != before
-    changed = records.code_hash()
-    training = package / "runtime" / "training.py"
-    training.write_text(training.read_text() + "# changed\n")
-    assert records.code_hash() != changed
 
 
 def test_sweep_manifests_list_the_current_jobs_per_kind(tmp_path):

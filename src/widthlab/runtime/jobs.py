@@ -12,6 +12,11 @@ a job within its sweep (`study.job_keys`). A job:
 4. measures on `threads` CPU threads, logs an MLflow child run and writes its record
    atomically (metrics first, record last: a job killed in between is simply recomputed).
 
+A record is reused when its code is the same (`code_hash`: the job's modules and what they
+import, `runtime.sources`) and every setting its measurement read (`reads`, recorded while it
+ran: `runtime.reads`) has the same value now, with the data file's sha256, `threads` and
+`device`: a change that only some jobs read recomputes only those.
+
 A job that raises (a NaN, a singular solve, a bug) does not stop the sweep: its record says
 `"status": "failed"` with the reason and its MLflow run is FAILED. Errors in what it was
 given (`runtime.errors.STOPPING_ERRORS`) stop everything at once.
@@ -21,8 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
-import sys
 import time
 import traceback
 from collections.abc import Mapping
@@ -35,17 +38,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from widthlab.runtime.datafiles import data_paths, file_digest
-from widthlab.runtime.devices import fixed_threads, reset_gpu_counts, where_computed
+from widthlab.runtime.devices import fixed_threads
 from widthlab.runtime.errors import STOPPING_ERRORS, ConfigError, DataFileError
-from widthlab.runtime.records import (
-    PRESENTATION_MODULES,
-    atomic_write_json,
-    code_hash,
-    config_hash,
-    job_key,
-    provenance,
-)
+from widthlab.runtime.reads import recorded_reads
+from widthlab.runtime.records import atomic_write_json, config_hash, job_key, provenance
 from widthlab.runtime.schemas import validate_config
+from widthlab.runtime.sources import digest, record_code_files
 from widthlab.runtime.study import Job, Study, load_study
 from widthlab.runtime.tracking import (
     JobRun,
@@ -56,12 +54,15 @@ from widthlab.runtime.tracking import (
     numeric_metrics,
     short_run_name,
 )
+from widthlab.runtime.usage import keep_worker_caches, reset_peak_rss, rss_mb, timing
 
 log = logging.getLogger(__name__)
 
 # Top-level keys that do not change a job's numbers (where results go, where they are
 # logged, how much memory may be used): left out of the config hash and the record.
-NON_RESULT_KEYS = ("hydra", "paths", "tracking", "resume", "max_memory_gb")
+NON_RESULT_KEYS = ("hydra", "paths", "tracking", "resume", "dry_run", "max_memory_gb")
+# Settings every job's numbers depend on, read by the runner rather than by `measure`.
+RUNNER_READS = ("threads", "device")
 # Set by `runtime.sweep.SweepCallback` for the progress lines of a multirun.
 SWEEP_SIZE_ENV = "WIDTHLAB_SWEEP_SIZE"
 SWEEP_START_ENV = "WIDTHLAB_SWEEP_START"
@@ -86,8 +87,8 @@ def kept_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
 
 @cache
 def study_code_hash(study_type: type) -> str:
-    files = [f for f in study_type.source_files() if f.name not in PRESENTATION_MODULES]
-    return code_hash(files)
+    """The digest of the code a study's records come from (`sources.record_code_files`)."""
+    return digest(record_code_files(study_type.source_files()))
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,12 @@ def plan_job(resolved: Mapping[str, Any], study: Study) -> JobPlan:
 
 
 def cached_record(plan: JobPlan) -> dict[str, Any] | None:
-    """The finished record of `plan`'s job made from the same config by the same code."""
+    """The finished record of `plan`'s job made by the same code from the same values of
+    every setting it read (module docstring); a record without `reads` must have the same
+    whole config."""
     import json
+
+    from widthlab.runtime.reads import changed_reads
 
     try:
         record = json.loads(plan.path.read_text())
@@ -142,8 +147,34 @@ def cached_record(plan: JobPlan) -> dict[str, Any] | None:
         return None  # absent, or unreadable: recompute
     if not isinstance(record, dict) or record.get("status") != "ok":
         return None
-    same = record.get("config_hash"), record.get("code_hash")
-    return record if same == (plan.config_hash, plan.code_hash) else None
+    if record.get("code_hash") != plan.code_hash:
+        return None
+    reads = record.get("reads")
+    if not isinstance(reads, dict):
+        return record if record.get("config_hash") == plan.config_hash else None
+    return None if changed_reads(reads, plan.config) else record
+
+
+def job_reads(reads: Mapping[str, Any], plan: JobPlan) -> dict[str, Any]:
+    """What a record keeps of the values its measurement read: the result settings (not
+    paths, tracking or the profile's name, which locate things), the runner's settings and
+    the data file's digest, sorted."""
+    from widthlab.runtime.reads import lookup
+
+    skipped = (*NON_RESULT_KEYS, "profile")
+    kept = {k: v for k, v in reads.items() if k.split(".")[0] not in skipped}
+    for key in (*RUNNER_READS, "data_sha256"):
+        if key in plan.config:
+            kept[key] = lookup(plan.config, key)
+    return dict(sorted(kept.items()))
+
+
+def measured_config(resolved: Mapping[str, Any]) -> DictConfig:
+    """The config a job's `measure` gets: its resolved values, in struct mode (a key that is
+    not there raises, as in Hydra's), with no interpolation left to read other keys."""
+    cfg = OmegaConf.create(dict(resolved))
+    OmegaConf.set_struct(cfg, True)
+    return cfg
 
 
 def in_multirun() -> bool:
@@ -195,7 +226,24 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     resolved = validate_config(cfg, study.job(kind).groups, study)
     if not in_multirun():
         preflight([resolved], study, writes=("results",))
-    return run_study_job(cfg, study, resolved)
+        if resolved["dry_run"]:
+            return dry_run_job(study, resolved)
+    return run_study_job(study, resolved)
+
+
+def dry_run_job(study: Study, resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """Print what the job would do (`progress.dry_run_table`) and do nothing; returns {}."""
+    from types import SimpleNamespace
+
+    from widthlab.runtime.progress import dry_run_table
+
+    plan = plan_job(resolved, study)
+    cached = bool(resolved["resume"]) and cached_record(plan) is not None
+    one = SimpleNamespace(
+        study=study, sweep=plan.key, resolved=[resolved], plans=[plan], cached=[cached]
+    )
+    print(dry_run_table(one))
+    return {}
 
 
 def study_choices() -> list[str]:
@@ -218,7 +266,7 @@ def _params(resolved: Mapping[str, Any], job: Job) -> dict[str, Any]:
     return flatten({**groups, **root, **profile})
 
 
-def run_study_job(cfg: DictConfig, study: Study, resolved: Mapping[str, Any]) -> dict[str, Any]:
+def run_study_job(study: Study, resolved: Mapping[str, Any]) -> dict[str, Any]:
     """Plan, lock, measure, record and track one job (module docstring); returns the record."""
     from filelock import FileLock
 
@@ -248,7 +296,7 @@ def run_study_job(cfg: DictConfig, study: Study, resolved: Mapping[str, Any]) ->
                     )
                 )
                 return cached
-        return _compute(cfg, study, job, plan, resolved)
+        return _compute(study, job, plan, resolved)
 
 
 def experiment_name(resolved: Mapping[str, Any]) -> str:
@@ -261,7 +309,7 @@ def _shown(job: Job, metrics: Mapping[str, Any]) -> str:
     return f" {job.headline}={value:.4g}" if isinstance(value, int | float) else ""
 
 
-def _compute(cfg, study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
+def _compute(study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
     record: dict[str, Any] = {
         "study": resolved["study"]["name"],
         "job_kind": plan.kind,
@@ -275,7 +323,7 @@ def _compute(cfg, study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, 
     }
     keep_worker_caches()
     reset_peak_rss()
-    baseline_mb = round(_rss_mb(), 1)
+    baseline_mb = round(rss_mb(), 1)
     tags = {
         "widthlab.key": plan.key,
         "widthlab.study": record["study"],
@@ -299,14 +347,16 @@ def _compute(cfg, study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, 
         if plan.data is not None:
             run.log_dataset(*plan.data)
         token = _ACTIVE_RUN.set(run)
+        measured = measured_config(resolved)
         try:
-            metrics = dict(job.measure(cfg))
+            with recorded_reads(measured) as reads:
+                metrics = dict(job.measure(measured))
         except STOPPING_ERRORS:
             raise  # every job of the sweep would fail the same way: stop it now
         except Exception as exc:  # one failed cell must not stop the sweep
             log.error("job %s failed:\n%s", plan.key, traceback.format_exc())
             record.update(status="failed", reason=f"{type(exc).__name__}: {exc}", metrics={})
-            record["timing"] = _timing(start, baseline_mb)
+            record["timing"] = timing(start, baseline_mb)
             run.mark_failed(record["reason"])
             atomic_write_json(plan.path, record)
             log.info(
@@ -317,7 +367,12 @@ def _compute(cfg, study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, 
             return record
         finally:
             _ACTIVE_RUN.reset(token)
-        record.update(status="ok", metrics=metrics, timing=_timing(start, baseline_mb))
+        record.update(
+            status="ok",
+            reads=job_reads(reads, plan),
+            metrics=metrics,
+            timing=timing(start, baseline_mb),
+        )
         run.log_metrics({**numeric_metrics(metrics), "seconds": record["timing"]["seconds"]})
     atomic_write_json(plan.path, record)
     log.info(
@@ -326,72 +381,6 @@ def _compute(cfg, study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, 
         )
     )
     return record
-
-
-def keep_worker_caches() -> None:
-    """Stop a joblib (loky) worker from being restarted for what our jobs cache on purpose.
-
-    loky restarts a worker whose resident memory grew by 300 MB since its first task (its
-    leak guard, the module constant `_MAX_MEMORY_LEAK_SIZE`; no public setting). Our jobs
-    keep bounded per-process caches between jobs (`ntk_convergence`'s last network, shared by
-    its relu and erf jobs; the structured NTK's buffers; data files), each at most a job's
-    peak memory, which the pre-flight budgets per worker. Read as a leak, they restarted the
-    workers 6 times in `ntk_convergence`'s widths 2048–8192 (110 s against 83 s for those 90
-    jobs). In a loky worker (`_CURRENT_DEPTH` ≥ 1) the limit becomes the machine's memory."""
-    module = sys.modules.get("joblib.externals.loky.process_executor")
-    if getattr(module, "_CURRENT_DEPTH", 0) < 1 or not hasattr(module, "_MAX_MEMORY_LEAK_SIZE"):
-        return
-    import psutil
-
-    module._MAX_MEMORY_LEAK_SIZE = max(module._MAX_MEMORY_LEAK_SIZE, psutil.virtual_memory().total)
-
-
-def _rss_mb() -> float:
-    """The process's resident memory now, MiB (the baseline a job's estimate adds to)."""
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
-
-
-def reset_peak_rss() -> None:
-    """Start the process's peak resident set (Linux: `/proc/self/clear_refs` "5"; elsewhere
-    nothing) and the GPU's counts afresh, so that a job's recorded peak is its own in a
-    process that ran other jobs before (a reused joblib worker)."""
-    reset_gpu_counts()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_rss_mb() -> float:
-    """The process's peak resident set, MiB, since it started or since `reset_peak_rss`.
-
-    Linux: VmHWM of `/proc/self/status`, the peak of this process's own memory. Not
-    `getrusage`'s ru_maxrss, which survives `exec`: a Python started from a process of 1.5 GB
-    (a test runner, a DVC worker) reports at least 1.5 GB before it has done anything.
-    Elsewhere ru_maxrss is the fallback.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
-
-
-def _timing(start: float, baseline_mb: float) -> dict[str, float]:
-    """What the run measured of itself (it varies between runs, unlike the rest of the
-    record): seconds, the process's resident memory when the job started, its peak since
-    then (`peak_rss_mb`, reset when the job started) and where it computed (`devices`)."""
-    return {
-        "seconds": time.perf_counter() - start,
-        "baseline_rss_mb": baseline_mb,
-        "process_peak_rss_mb": round(peak_rss_mb(), 1),
-        **where_computed(),
-    }
 
 
 def job_identity(cfg: DictConfig) -> dict[str, Any]:

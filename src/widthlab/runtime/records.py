@@ -1,8 +1,9 @@
 """Job records: one small JSON file per job at a fixed path, written atomically.
 
 A record holds what the job measured, the values that identify it within its sweep, a hash
-of the resolved config that affects results (the data file's digest included), a hash of
-the code that computed it, and where it came from (git commit, package versions). Paths
+of the resolved config that affects results (the data file's digest included), the values
+of the settings its measurement read (`runtime.reads`), a digest of the code that computed
+it (`runtime.sources`), and where it came from (git commit, package versions). Paths
 never contain timestamps: `<results_dir>/<study>/records/<job>/<key>.json` with `key` built
 from the swept values (`model.depth=2,model.width=1024,seed=3`). Writing goes to a temporary
 file in the same folder that is then renamed into place, so a killed job leaves the old
@@ -18,7 +19,7 @@ import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -29,20 +30,36 @@ from widthlab.runtime.errors import BadFile
 
 def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> None:
     """Write `payload` to `path` through a temporary file renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    atomic_write_set({Path(path): payload})
+
+
+def atomic_write_set(outputs: Mapping[Path, bytes]) -> None:
+    """Write a set of files so that a failure leaves the old set whole: every payload goes to
+    a temporary file beside its target first (written and synced; a full disk fails here,
+    before any target is touched), and only then is each renamed into place (a rename needs
+    no space). A process killed between two renames leaves some files new and the others
+    old, each of them whole."""
+    written: list[tuple[str, Path]] = []
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        for path, payload in outputs.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            written.append((tmp, path))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+        while written:
+            tmp, path = written[0]
+            os.replace(tmp, path)
+            written.pop(0)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in written:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -81,41 +98,6 @@ def config_hash(resolved: Mapping[str, Any]) -> str:
     """sha256 (first 16 hex digits) of a resolved config."""
     blob = json.dumps(jsonable(resolved), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-PACKAGE = Path(__file__).resolve().parents[1]
-# Library modules whose edits cannot change a record's numbers.
-_NOT_RESULT_MODULES = {"plotting.py"}
-# The run-time modules that can: how a network is trained and how data files are read.
-_RESULT_RUNTIME = {"training.py", "datafiles.py"}
-# A study's modules that only present its records.
-PRESENTATION_MODULES = {"summary.py", "figures.py", "report.py"}
-
-
-def result_code_files(study_files: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
-    """The files whose code computes a record: the library's maths, the run-time modules that
-    train and read data, and the study's own job modules (`study_files`)."""
-    files = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        part = path.relative_to(PACKAGE).parts
-        if part[0] == "studies" or path.name in _NOT_RESULT_MODULES:
-            continue
-        if part[0] == "runtime" and path.name not in _RESULT_RUNTIME:
-            continue
-        files.append(path)
-    return files + sorted(Path(f).resolve() for f in study_files)
-
-
-def code_hash(study_files: Iterable[str | os.PathLike[str]] = ()) -> str:
-    """sha256 (first 16 hex digits) of `result_code_files`: a record computed by other code
-    is not reused when a sweep resumes; editing a figure or another study is harmless."""
-    digest = hashlib.sha256()
-    for path in result_code_files(study_files):
-        name = path.relative_to(PACKAGE) if path.is_relative_to(PACKAGE) else path.name
-        digest.update(f"{name}\0".encode())
-        digest.update(path.read_bytes())
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- sweep manifests
