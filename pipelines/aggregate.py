@@ -7,13 +7,14 @@ Writes `results/<study>/{summary,metrics}.json`, its CSV tables and `figures/`, 
 headline metrics and figures to the study's sweep runs (`widthlab.runtime.aggregate`).
 """
 
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from widthlab.runtime.collector import tune_collector
-from widthlab.runtime.errors import exit_on_error
+from widthlab.runtime.errors import exit_on_error, refuse_multirun_cfg
 
 # An absolute config path: the app also runs when this file is imported (tests, stage.py).
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -29,4 +30,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     tune_collector()  # widthlab.runtime.collector
+    refuse_multirun_cfg(sys.argv[1:])
     main()

@@ -12,13 +12,14 @@ multirun, every data set is checked before the first is made
 (`widthlab.runtime.datastage.check_data_job`, `widthlab.runtime.sweep.check_data_sweep`).
 """
 
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from widthlab.runtime.collector import tune_collector
-from widthlab.runtime.errors import exit_on_error
+from widthlab.runtime.errors import exit_on_error, refuse_multirun_cfg
 
 # An absolute config path: the app also runs when this file is imported (tests, stage.py).
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -35,4 +36,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     tune_collector()  # widthlab.runtime.collector
+    refuse_multirun_cfg(sys.argv[1:])
     main()

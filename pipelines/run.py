@@ -11,13 +11,14 @@ before any work (one line naming the key, the value and what is allowed), record
 `results/<study>/records/` and logged to MLflow (a parent run per sweep).
 """
 
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from widthlab.runtime.collector import tune_collector
-from widthlab.runtime.errors import exit_on_error
+from widthlab.runtime.errors import exit_on_error, refuse_multirun_cfg
 
 # An absolute config path: the app also runs when this file is imported (tests, stage.py).
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -33,4 +34,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     tune_collector()  # widthlab.runtime.collector
+    refuse_multirun_cfg(sys.argv[1:])
     main()

@@ -1,29 +1,75 @@
-"""Hydra's basic sweeper without its second composition of every job.
+"""Hydra's basic sweeper, launching only the jobs of a study sweep that are not cached.
 
 Before a sweeper runs, `widthlab.runtime.sweep.SweepCallback` has composed every job of a
-study sweep and checked it against the schemas, the study and the pre-flight. Hydra's
-`BasicSweeper` then composes every job once more, only to validate it, before the launcher
-composes it a third time to run it; on a sweep of hundreds of small jobs that second pass
-cost as much as the jobs. `CheckedSweeper` expands and launches exactly as `BasicSweeper`
-does and skips that validation for study sweeps (those with `study._target_`); any other
-multirun (e.g. `pipelines/data.py -m`) is validated as before.
+study sweep, checked it against the schemas, the study and the pre-flight, and found which
+jobs have a record it can reuse (`runtime.jobs.cached_record`): it leaves that plan in
+`runtime.sweep.LAST_PLAN`. `CheckedSweeper` expands the overrides exactly as `BasicSweeper`
+does, then, for a study sweep (one with `study._target_`):
 
-Hydra finds sweepers in the `hydra_plugins` namespace package; conf/hydra/sweeper/
-widthlab.yaml selects this one.
+- launches only the jobs that are not cached: a cached job costs its share of the plan
+  (composing, checking and comparing its record, milliseconds) rather than a launch (a
+  worker composing it again, its logging, a lock, MLflow calls);
+- skips Hydra's second composition of every job, done only to validate it, which on a sweep
+  of hundreds of small jobs cost as much as the jobs;
+- shows one progress bar for the jobs it launches (`runtime.progress`), and sends Hydra's
+  per-job launch lines to the sweep folder's `launch.log`
+  (conf/hydra/hydra_logging/widthlab.yaml) instead of the terminal;
+- launches nothing at all under `dry_run=true`, writing nothing (not even the sweep folder).
+
+Any other multirun (e.g. `pipelines/data.py -m`) is swept and validated as before. The
+result list holds one entry per launched job. Hydra finds sweepers in the `hydra_plugins`
+namespace package; conf/hydra/sweeper/widthlab.yaml selects this one.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
 
 
 class CheckedSweeper(BasicSweeper):
-    """`BasicSweeper`, trusting `SweepCallback`'s checks of a study sweep (module doc)."""
+    """`BasicSweeper`, launching a study sweep's uncached jobs only (module docstring)."""
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         if OmegaConf.select(self.config, "study._target_", default=None) is not None:
             return
         super().validate_batch_is_legal(batch)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from widthlab.runtime import sweep as sweep_module
+
+        plan = sweep_module.LAST_PLAN
+        if OmegaConf.select(self.config, "study._target_", default=None) is None or plan is None:
+            return super().sweep(arguments)
+        if plan.dry_run:
+            return []
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        jobs = [list(job) for batch in self.split_arguments(overrides, None) for job in batch]
+        index = {tuple(o): i for i, o in enumerate(plan.overrides)}
+        if len(index) != len(jobs) or any(tuple(job) not in index for job in jobs):
+            return super().sweep(arguments)  # not the planned sweep: launch as Hydra would
+        launched = [index[tuple(job)] for job in jobs if not plan.cached[index[tuple(job)]]]
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        if not launched:
+            print(f"{plan.study_name} {plan.sweep}: every one of {len(jobs)} jobs is cached")
+            return []
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        from widthlab.runtime.progress import SweepProgress
+
+        batch = [plan.overrides[i] for i in launched]
+        with SweepProgress(plan, launched) as progress:
+            results = self.launcher.launch(batch, initial_job_idx=0)
+        for result in results:
+            _ = result.return_value  # re-raises a job's exception, as BasicSweeper does
+        print(progress.summary() + f"; logs in {sweep_dir}/", flush=True)
+        return [results]

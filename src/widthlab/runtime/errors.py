@@ -66,3 +66,18 @@ def exit_on_error(task: Callable[..., Any]) -> Callable[..., Any]:
             raise SystemExit(2) from None
 
     return wrapped
+
+
+def refuse_multirun_cfg(argv: list[str]) -> None:
+    """Hydra refuses `-m` with `--cfg`/`--info` by a traceback; say in one line what lists a
+    sweep's jobs instead, and exit with 2."""
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    shown = [a for a in argv if a in ("-c", "--cfg", "-i", "--info") or a.startswith("--cfg=")]
+    if multirun and shown:
+        print(
+            f"error: {shown[0]} shows one job's config and cannot be combined with -m: to "
+            "list a sweep's jobs (keys, cached or not, estimated seconds and memory) without "
+            "running them, add dry_run=true",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)

@@ -181,6 +181,7 @@ STUDY_COMMON: Schema = {
 ROOT: Schema = {
     "seed": SEED,
     "resume": boolean,
+    "dry_run": boolean,
     "device": text,
     "threads": integer(1),
     "max_memory_gb": optional(positive),

@@ -3,7 +3,8 @@ one process.
 
 `run_stage(argv, pipelines)` reads `study=<name>` and any other overrides from `argv`, checks
 the study's config, then runs `pipelines/run.py -m study=<sweep> <overrides>` for each sweep
-and `pipelines/aggregate.py study=<name> <overrides>`: the same tasks, as Hydra apps on the
+and `pipelines/aggregate.py study=<name> <overrides>` (not under `dry_run=true`, where each
+sweep only lists its jobs): the same tasks, as Hydra apps on the
 same conf/ folder called in this process (Hydra clears its global state after every app),
 so torch, Lightning and MLflow are imported once per stage rather than once per sweep, and
 caches (data files, the last network) carry over. The first step that fails stops the stage
@@ -61,9 +62,9 @@ def _call(main, argv: list[str]) -> int:
     return 0
 
 
-def study_sweeps(pipelines: Path, overrides: list[str]) -> tuple[str, list[str]]:
-    """The study's name and the sweeps its config lists; a bad config raises SystemExit(2)
-    after printing its one line."""
+def study_sweeps(pipelines: Path, overrides: list[str]) -> tuple[str, list[str], bool]:
+    """The study's name, the sweeps its config lists and whether this is a dry run; a bad
+    config raises SystemExit(2) after printing its one line."""
     from hydra import compose, initialize_config_dir
 
     from widthlab.runtime.errors import STOPPING_ERRORS
@@ -84,7 +85,7 @@ def study_sweeps(pipelines: Path, overrides: list[str]) -> tuple[str, list[str]]
     except STOPPING_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    return resolved["study"]["name"], list(resolved["study"]["sweeps"])
+    return resolved["study"]["name"], list(resolved["study"]["sweeps"]), resolved["dry_run"]
 
 
 def run_stage(argv: Sequence[str], pipelines: Path) -> int:
@@ -96,7 +97,7 @@ def run_stage(argv: Sequence[str], pipelines: Path) -> int:
     study_choice = next(a for a in argv if a.startswith("study="))
     others = [a for a in argv if a != study_choice]
     try:
-        name, sweeps = study_sweeps(pipelines, [study_choice, *others])
+        name, sweeps, dry_run = study_sweeps(pipelines, [study_choice, *others])
     except SystemExit as exc:
         return int(exc.code or 0)
     conf = (pipelines.parent / "conf").resolve()
@@ -106,4 +107,6 @@ def run_stage(argv: Sequence[str], pipelines: Path) -> int:
         status = _call(run, [str(pipelines / "run.py"), "-m", f"study={sweep}", *others])
         if status:
             return status
+    if dry_run:  # the sweeps listed their jobs; there is nothing new to aggregate
+        return 0
     return _call(aggregate, [str(pipelines / "aggregate.py"), study_choice, *others])
