@@ -87,3 +87,18 @@ def sphere_points(n: int, dim: int, seed=0):
 
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     return uniform_sphere(rng, n, dim, np.sqrt(dim))
+
+
+@pytest.fixture(scope="session")
+def smoke_pipeline(tmp_path_factory):
+    """A copy of the repository whose smoke pipeline `dvc repro` has run once (its output in
+    `first_repro.log`), results committed: the end-to-end tests share it and change only
+    their own `smoke_repo.clone` of it."""
+    from smoke_repo import dvc, git, smoke_repository
+
+    repo = smoke_repository(tmp_path_factory.mktemp("smoke") / "repo")
+    first = dvc(repo, "repro")
+    (repo.parent / "first_repro.log").write_text(first.stdout + first.stderr)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "results")
+    return repo

@@ -57,3 +57,42 @@ def test_hydra_settings_fixed_paths_and_no_chdir(compose_cfg):
     cfg = compose_cfg(return_hydra_config=True)
     assert cfg.hydra.job.chdir is False
     assert cfg.paths.data_dir == "data" and cfg.paths.results_dir == "results"
+
+
+@pytest.mark.parametrize("profile", ["smoke", "laptop", "gpu"])
+def test_profiles_are_files_dvc_can_rewrite_one_line_at_a_time(profile, tmp_path):
+    """`dvc exp run -S conf/profile/<p>.yaml:<key>=<value>` rewrites the whole file through
+    DVC's loader (dvc.utils.hydra.apply_overrides), which turns an interpolation into its
+    value and reformats lists: a profile holds plain values in DVC's own form, so DVC's
+    rewrite of an unchanged value leaves every byte, and a changed value changes one line."""
+    from dvc.utils.hydra import apply_overrides
+
+    from widthlab.runtime.params import check_plain_values
+
+    source = CONF / "profile" / f"{profile}.yaml"
+    check_plain_values(source)
+    copy = tmp_path / source.name
+    copy.write_bytes(source.read_bytes())
+    apply_overrides(copy, [f"name={profile}"])
+    assert copy.read_bytes() == source.read_bytes()
+    apply_overrides(copy, ["study.max_margin.steps=123"])
+    changed = [
+        (a, b)
+        for a, b in zip(source.read_text().splitlines(), copy.read_text().splitlines(), strict=True)
+        if a != b
+    ]
+    assert len(changed) == 1 and changed[0][1].strip() == "steps: 123", changed
+
+
+def test_an_interpolation_in_a_profile_is_refused_with_one_line(tmp_path):
+    from widthlab.runtime.errors import ConfigError
+    from widthlab.runtime.params import check_plain_values
+
+    profile = tmp_path / "laptop.yaml"
+    profile.write_text("study:\n  rf:\n    widths: ${oc.select:grid,null}\n    n: 3\n")
+    with pytest.raises(ConfigError) as error:
+        check_plain_values(profile)
+    assert str(error.value).startswith("laptop.yaml: study.rf.widths='${oc.select:grid,null}'")
+    profile.write_text("study:\n  rf:\n    widths: [1, '${x}']\n")
+    with pytest.raises(ConfigError):
+        check_plain_values(profile)

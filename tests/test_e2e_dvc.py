@@ -1,18 +1,14 @@
 """The whole pipeline through `dvc repro` on a copy of the repository, smoke profile: every
 stage, MLflow, the metrics table, the plots, which stages an edit invalidates, and results
-that a forced rerun on one thread leaves byte-identical."""
+that a forced rerun on one thread leaves byte-identical. The pipeline ran once for the test
+session (conftest.py's `smoke_pipeline`); each test works on its own clone of it."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
-from conftest import REPO
 from mlflow import MlflowClient
+from smoke_repo import clone, dvc, git
 
 pytestmark = pytest.mark.slow
 
@@ -29,66 +25,14 @@ STUDIES = (
 DATASETS = ("sphere_linear", "teacher", "digits", "digits_noisy", "mnist1d", "mnist1d_noisy")
 
 
-def copy_repository(dest: Path) -> None:
-    """Copy the files git would clone (tracked + untracked-not-ignored) into a fresh repo."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for rel in filter(None, files):
-        src = REPO / rel
-        if src.is_file() and not rel.startswith(("results/", "reports/")) and rel != "dvc.lock":
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    git(dest, "init", "-q")
-    git(dest, "add", "-A")
-    git(dest, "commit", "-qm", "copy")
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
-def dvc(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, **(env or {})},
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
-def smoke_repository(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    copy_repository(repo)
-    config = repo / "conf" / "config.yaml"
-    config.write_text(config.read_text().replace("profile: laptop", "profile: smoke"))
-    git(repo, "commit", "-qam", "smoke")
-    return repo
-
-
 def stages_listed(status: str) -> set[str]:
     return {line.rstrip(":") for line in status.splitlines() if line and not line[0].isspace()}
 
 
-def test_dvc_repro_smoke_end_to_end(tmp_path, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    repo = smoke_repository(tmp_path)
-    first = dvc(repo, "repro")
-    assert "Running stage 'data'" in first.stdout
+def test_dvc_repro_smoke_end_to_end(smoke_pipeline, tmp_path):
+    repo = clone(smoke_pipeline, tmp_path / "repo")
+    first = (smoke_pipeline.parent / "first_repro.log").read_text()
+    assert "Running stage 'data'" in first
     for name in DATASETS:
         assert (repo / "data" / f"{name}.npz").is_file()
 
@@ -104,7 +48,7 @@ def test_dvc_repro_smoke_end_to_end(tmp_path, monkeypatch):
     assert {r.info.status for r in runs} == {"FINISHED"}
     for study in STUDIES:
         folder = repo / "results" / study
-        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics = json.loads((folder / "summary.json").read_text())["metrics"]
         assert metrics["jobs"] > 0 and metrics["failed_jobs"] == 0, study
         exp = client.get_experiment_by_name(study)
         runs = client.search_runs([exp.experiment_id], max_results=1000)
@@ -145,23 +89,31 @@ def test_dvc_repro_smoke_end_to_end(tmp_path, monkeypatch):
         panels += len({k[0] for k in points})
     assert panels >= 8
 
-    # Editing another profile leaves every stage of this one up to date; editing the library
-    # invalidates every stage that runs its code.
+    # Editing another profile leaves every stage of this one up to date; so do an edit that
+    # changes no code (a comment, a docstring) and an edit to MLflow logging: once `params`
+    # has rerun, nothing else is out of date. An edit to the code of the library
+    # invalidates the stages that run it, and reruns only the jobs whose code it is.
     gpu = repo / "conf" / "profile" / "gpu.yaml"
     gpu.write_text(gpu.read_text().replace("seeds: range(20)", "seeds: range(21)"))
-    listed = stages_listed(dvc(repo, "status").stdout)
-    assert listed <= {"params"}, listed
-    git(repo, "checkout", "conf/profile/gpu.yaml")
+    assert stages_listed(dvc(repo, "status").stdout) <= {"params"}
+    tracking = repo / "src" / "widthlab" / "runtime" / "tracking.py"
+    tracking.write_text(tracking.read_text() + "\n\ndef unused():\n    return 1\n")
+    seeding = repo / "src" / "widthlab" / "seeding.py"
+    text = seeding.read_text()
+    seeding.write_text("# a comment\n\n" + text.replace('"""', '"""A new docstring. ', 1))
+    rerun = dvc(repo, "repro").stdout
+    assert "Running stage 'params'" in rerun and rerun.count("Running stage") == 1, rerun
+    assert "Data and pipelines are up to date" in dvc(repo, "status").stdout
+    seeding.write_text(seeding.read_text() + "\nUNUSED = 1\n")
     dvc(repo, "repro", "params")
-    kernels = repo / "src" / "widthlab" / "seeding.py"
-    kernels.write_text(kernels.read_text() + "\n# an edit\n")
     listed = stages_listed(dvc(repo, "status").stdout)
     assert {f"study@{s}" for s in STUDIES} | {"data"} <= listed, listed
-    git(repo, "checkout", "src/widthlab/seeding.py")
+    git(repo, "checkout", "conf", "src")
+    dvc(repo, "repro")
 
-    # Committed results stay put: a forced rerun on one thread writes the same bytes.
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "results")
+    # Back where it started, nothing out of date; and the committed results stay put: a
+    # forced rerun on one thread writes the same bytes.
+    assert git(repo, "status", "--porcelain").strip() == ""
     dvc(repo, "repro", "--force", env={"OMP_NUM_THREADS": "1"})
     changed = git(repo, "status", "--porcelain").strip()
     assert changed == "", changed

@@ -16,7 +16,8 @@ def test_the_store_shows_the_study(run_pipeline, tmp_path, smoke_data):
     common = ["profile=smoke", f"tracking.uri={uri}", f"paths.data_dir={smoke_data}"]
     proc = run_pipeline("stage", "study=double_descent_rf", *common)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads((tmp_path / "results/double_descent_rf/metrics.json").read_text())
+    summary = json.loads((tmp_path / "results/double_descent_rf/summary.json").read_text())
+    metrics = summary["metrics"]
 
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("double_descent_rf")

@@ -22,8 +22,11 @@ def test_a_study_from_outside_the_package_runs_end_to_end(run_pipeline, tmp_path
     assert summary["n_jobs"] == 12 and summary["n_failed"] == 0
     assert summary["slope"]["slope"] == pytest.approx(-0.5, abs=0.05)
     assert summary["slope"]["verdict"] == "agrees"
-    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics = summary["metrics"]
     assert metrics == {**metrics, "jobs": 12, "failed_jobs": 0, "agree": 1}
+    # DVC's metric: what differs, what failed and the study's headline number
+    shown = json.loads((folder / "metrics.json").read_text())
+    assert shown == {"differs": 0, "failed_jobs": 0, "toy_slope": metrics["toy_slope"]}
     assert (folder / "figures" / "toy.png").is_file() and (folder / "svg" / "toy.svg").is_file()
     assert (folder / "tables" / "curves.csv").is_file()
     assert "distance vs width" in (folder / "plots.csv").read_text()

@@ -39,6 +39,7 @@ class ToyStudy(Study):
     question = "Does the toy distance shrink like width^slope?"
     title = "A toy study from outside the package (`toy`)"
     order = 999
+    headline_metric = "toy_slope"
     jobs = {"main": Job(measure, "distance", groups=("study",), peak_memory=lambda cfg: 1e6)}
     schema = {"width": integer(1), "slope": _number, "reference": _number}
     plots = (PlotSpec("distance vs width", "curves.csv", "width", ("distance",)),)

@@ -6,8 +6,11 @@ and writes, in `results/<name>/`:
 
   summary.json   the study's headline numbers with their uncertainty and verdicts, the
                  settings they were judged by, the failed jobs (key and reason), stale
-                 records left out and jobs of the sweep with no record, the figure captions
-  metrics.json   a dozen flat headline numbers: DVC's metric, and the sweep runs' metrics
+                 records left out and jobs of the sweep with no record, the figure captions,
+                 and `metrics`: a dozen flat headline numbers, the sweep runs' MLflow metrics
+  metrics.json   DVC's metric, three numbers a study so that `dvc exp show` stays narrow:
+                 `differs` (verdicts that differ from the theory or the paper),
+                 `failed_jobs` and the study's `headline_metric`
   tables/        records.csv, one row per job and condition (identity, status, metrics),
                  and the study's own tables (curves.csv, ...): mean, sd, SE and count over
                  seeds
@@ -17,9 +20,10 @@ and writes, in `results/<name>/`:
 Every float is rounded to `stats.STORED_DIGITS` significant digits (round-off residuals to
 their decade) before anything is written and before the figures are drawn, so a rerun on
 another machine, whose last bits differ, writes the same files. Everything is computed in
-memory first and written atomically file by file only when complete. A bad record or
-manifest stops it with one line naming the file; a study whose every job failed gets its
-summary (listing the failures) but no figures. The metrics, summary and figures are then
+memory first, then written as a set (`records.atomic_write_set`): a failure while writing
+(a full disk) leaves the old set whole. A bad record or manifest stops it with one line
+naming the file; a study whose every job failed gets its summary (listing the failures) but
+no figures. The metrics, summary and figures are then
 logged to the newest parent run of each of the study's sweeps.
 """
 
@@ -37,7 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from widthlab.plotting import figure_bytes
 from widthlab.runtime.errors import BadFile
 from widthlab.runtime.records import (
-    atomic_write_bytes,
+    atomic_write_set,
     current_job_keys,
     json_text,
     read_records,
@@ -138,6 +142,7 @@ def aggregate(cfg: DictConfig) -> dict[str, Any]:
     ok = any(r["status"] == "ok" for kind in records.values() for r in kind)
     figures = study.figures(results) if ok else {}
     results.summary.update(
+        metrics=results.metrics,
         study=name,
         study_class=resolved["study"]["_target_"],
         profile=(resolved.get("profile") or {}).get("name"),
@@ -149,7 +154,7 @@ def aggregate(cfg: DictConfig) -> dict[str, Any]:
     # Everything in memory first; then each file atomically.
     outputs: dict[Path, bytes] = {
         folder / "summary.json": json_text(results.summary).encode(),
-        folder / "metrics.json": json_text(results.metrics).encode(),
+        folder / "metrics.json": json_text(dvc_metrics(study, results.metrics)).encode(),
         folder / "plots.csv": to_csv(plot_rows(study, results.tables)),
     }
     for table, rows in results.tables.items():
@@ -158,13 +163,12 @@ def aggregate(cfg: DictConfig) -> dict[str, Any]:
         files = figure_bytes(spec.figure)
         outputs[folder / "figures" / f"{fig_name}.png"] = files["png"]
         outputs[folder / "svg" / f"{fig_name}.svg"] = files["svg"]
+    atomic_write_set(outputs)  # the new set whole, or the old one
     for sub, suffix in (("figures", ".png"), ("svg", ".svg"), ("tables", ".csv")):  # none left
         # from an older run
         for old in (folder / sub).glob(f"*{suffix}"):
             if old not in outputs:
                 old.unlink()
-    for path, payload in outputs.items():
-        atomic_write_bytes(path, payload)
     if resolved["tracking"]["enabled"]:
         log_to_parents(
             resolved, folder, results.metrics, [p for p in outputs if p.suffix == ".png"]
@@ -174,6 +178,16 @@ def aggregate(cfg: DictConfig) -> dict[str, Any]:
     notes += f", {len(missing)} jobs of the sweep missing" if missing else ""
     print(f"{name}: {results.summary['n_jobs']} jobs, {failed} failed{notes} -> {folder}/")
     return results.summary
+
+
+def dvc_metrics(study: Study, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """DVC's metric of a study (module docstring) from its full flat metrics."""
+    out: dict[str, Any] = {"failed_jobs": metrics.get("failed_jobs")}
+    if isinstance(metrics.get("comparisons"), int) and isinstance(metrics.get("agree"), int):
+        out["differs"] = metrics["comparisons"] - metrics["agree"]
+    if study.headline_metric is not None:
+        out[study.headline_metric] = metrics.get(study.headline_metric)
+    return out
 
 
 def log_to_parents(

@@ -1,32 +1,53 @@
-"""Resolved settings for DVC: what each data stage and study stage will run with.
+"""Resolved settings for DVC: what each stage will run with, checked before any stage runs.
 
 `write_params(cfg)` composes, for the active profile, every data set of `conf/data/` and
 every study (each config of `conf/study/` that lists its `sweeps`), resolves every
-interpolation, expands each sweep into its values, and writes
+interpolation, expands each sweep into its values, checks every job of every sweep against
+the schemas and its study's checks, and only then writes
 
-    results/params/data/<name>.yaml      the data set's settings
-    results/params/studies/<name>.yaml   the study's settings, model, data, training, root
+    results/params/stages.yaml           what DVC tracks (`params` in dvc.yaml), per stage:
+                                         `digest`: sha256 of the stage's resolved settings and
+                                         of the code its outputs come from (`sources`);
+                                         per study also `jobs` (its sweeps' size) and the
+                                         settings it shows (`Study.shown_settings`)
+    results/params/data/<name>.yaml      a data set's resolved settings
+    results/params/studies/<name>.yaml   a study's settings, model, data, training, the root
                                          settings that change numbers, and per sweep the
                                          values of every swept key
 
-DVC reads these as the stages' `params`. A stage therefore reruns when — and only when — its
-own resolved settings change (editing the gpu profile leaves the laptop stages alone), and
-`dvc params diff` shows values, never `${profile…}` strings.
+DVC reruns a stage when its entry of `stages.yaml` changes: when a setting it runs with
+changes (editing the gpu profile leaves the laptop stages alone), or the code its outputs
+come from (an edit to MLflow logging, a comment or a docstring changes no digest). The
+per-stage entries keep `dvc exp show` to a few columns a study; the resolved files hold
+every value (`git diff results/params/` shows what an experiment changed).
+
+The profiles (`conf/profile/*.yaml`) are the files `dvc exp run -S` writes: DVC rewrites
+such a file through its own loader, which turns an interpolation into its value, so they
+must hold plain values only. A profile value that is an interpolation, or any value a job
+would refuse, stops this stage with one line before anything is written, so a bad
+experiment stops before any stage that computes or writes results.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from widthlab.runtime.records import atomic_write_bytes
+from widthlab.runtime.errors import ConfigError
+from widthlab.runtime.records import atomic_write_set, jsonable
 from widthlab.runtime.sweep import swept_values
 from widthlab.runtime.tracking import flatten
 
 ROOT_KEYS = ("seed", "threads", "device")
+HEADER = (
+    "# Written by `python pipelines/params.py` (DVC's `params` stage) from conf/ for the\n"
+    "# active profile: change a value in conf/ (e.g. conf/profile/{profile}.yaml), not here.\n"
+)
 
 
 def _compose(overrides: list[str], hydra: bool = False) -> DictConfig:
@@ -35,18 +56,27 @@ def _compose(overrides: list[str], hydra: bool = False) -> DictConfig:
     return compose("config", overrides=overrides, return_hydra_config=hydra)
 
 
-def _dump(obj: Any) -> bytes:
-    return yaml.safe_dump(obj, sort_keys=True, allow_unicode=True, width=100).encode()
+def _dump(obj: Any, profile: str) -> bytes:
+    text = yaml.safe_dump(obj, sort_keys=True, allow_unicode=True, width=100)
+    return (HEADER.format(profile=profile) + text).encode()
 
 
-def study_params(sweeps: list[str], profile: list[str]) -> dict[str, Any]:
-    """The resolved settings of a study's sweeps (see the module docstring): the first
-    sweep's groups in full; for each sweep, the values of its swept keys and the settings
-    in which it differs from the first."""
+def _digest(obj: Any) -> str:
+    blob = json.dumps(jsonable(obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def study_params(sweeps: list[str], profile: list[str]) -> tuple[dict[str, Any], int]:
+    """The resolved settings of a study's sweeps (module docstring: the first sweep's groups
+    in full; for each sweep, the values of its swept keys and the settings in which it
+    differs from the first), and how many jobs the sweeps hold. Every job is composed and
+    checked first: a bad value raises its `ConfigError`."""
     out: dict[str, Any] = {"sweeps": {}}
     first: dict[str, Any] | None = None
+    jobs = 0
     for sweep in sweeps:
         cfg = _compose([f"study={sweep}", *profile], hydra=True)
+        jobs += check_sweep(cfg)
         task = OmegaConf.to_container(
             OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
         )
@@ -62,36 +92,112 @@ def study_params(sweeps: list[str], profile: list[str]) -> dict[str, Any]:
             flat, base = flatten(kept), flatten(first)
             entry["differs"] = {k: v for k, v in flat.items() if base.get(k, "§") != v}
         out["sweeps"][sweep] = entry
-    return out
+    return out, jobs
+
+
+def check_sweep(cfg: DictConfig) -> int:
+    """Compose every job of the sweep `cfg` and check it as the sweep would: the schemas, the
+    study's checks, its targets and each job's estimated memory alone; returns the number of
+    jobs. Data files, paths and jobs side by side are the sweep's own pre-flight (the data
+    may not exist yet when this runs, and the launcher is the stage's)."""
+    from widthlab.runtime.preflight import check_memory, check_targets
+    from widthlab.runtime.reads import lookup
+    from widthlab.runtime.records import job_key
+    from widthlab.runtime.schemas import validate_config
+    from widthlab.runtime.study import load_study
+    from widthlab.runtime.sweep import resolved_jobs
+
+    jobs = resolved_jobs(cfg)
+    if not jobs:
+        raise ConfigError("hydra.sweeper.params", "{}", "a sweep with at least one job")
+    study = load_study(jobs[0]["study"]["_target_"])
+    for job in jobs:
+        validate_config(job, study.job(job["study"]["job"]).groups, study)
+    check_targets(jobs[0], study.job(jobs[0]["study"]["job"]).groups)
+    keys = [job_key({k: lookup(j, k) for k in j["study"]["job_keys"]}) for j in jobs]
+    check_memory(jobs, lambda j: study.job(j["study"]["job"]).peak_memory(j), keys)
+    return len(jobs)
 
 
 def _typed(text: str) -> Any:
     return yaml.safe_load(text)
 
 
+def check_plain_values(path: Path) -> None:
+    """`ConfigError` for the first interpolation in a file `dvc exp run -S` may rewrite."""
+    data = yaml.safe_load(path.read_text()) or {}
+    for key, value in flatten(data).items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and "${" in v for v in values):
+            raise ConfigError(
+                f"{path.name}: {key}",
+                value,
+                "a plain value (DVC's `exp run -S` rewrites this file and would turn an "
+                "interpolation into its value)",
+            )
+
+
+def stage_digests(studies: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """`stages.yaml` (module docstring) from each study's `(settings, jobs, study)` and the
+    data sets' settings."""
+    from widthlab.runtime import sources
+
+    data_code = sources.closure([sources.runtime_file("datastage")])
+    report_code = sources.closure(
+        [sources.runtime_file("report")]
+        + [f for _, _, study in studies.values() for f in type(study).source_files()]
+    )
+    out: dict[str, Any] = {
+        "data": {"digest": _digest([data, sources.digest(data_code)])},
+        "report": {"digest": sources.digest(report_code)},
+        "studies": {},
+    }
+    stage_code = [sources.runtime_file(n) for n in ("stage", "jobs", "aggregate")]
+    for name, (settings, jobs, study) in studies.items():
+        code = sources.closure([*stage_code, *sources.plugin_files(), *study.source_files()])
+        entry: dict[str, Any] = {
+            "digest": _digest([settings, sources.digest(code)]),
+            "jobs": jobs,
+        }
+        for key in study.shown_settings:
+            entry[key.rsplit(".", 1)[-1]] = OmegaConf.select(OmegaConf.create(settings), key)
+        out["studies"][name] = entry
+    return out
+
+
 def write_params(cfg: DictConfig, results_dir: str | None = None) -> list[Path]:
-    """Write every resolved settings file (module docstring); returns their paths."""
+    """Check every stage's settings, then write every resolved settings file (module
+    docstring); returns their paths."""
     from hydra.core.hydra_config import HydraConfig
 
+    from widthlab.runtime.study import load_study
+
     runtime = HydraConfig.get().runtime
-    profile = [f"profile={runtime.choices['profile']}"]
+    name = runtime.choices["profile"]
+    profile = [f"profile={name}"]
     conf = next(
         Path(s.path.removeprefix("file://")) for s in runtime.config_sources if s.provider == "main"
     )
+    for path in sorted((conf / "profile").glob("*.yaml")):
+        check_plain_values(path)
     folder = Path(results_dir or cfg.paths.results_dir) / "params"
-    written = []
+    outputs: dict[Path, bytes] = {}
+    data: dict[str, Any] = {}
     for path in sorted((conf / "data").glob("*.yaml")):
-        data = OmegaConf.to_container(_compose([f"data={path.stem}", *profile]).data, resolve=True)
-        target = folder / "data" / f"{path.stem}.yaml"
-        atomic_write_bytes(target, _dump(data))
-        written.append(target)
+        data[path.stem] = OmegaConf.to_container(
+            _compose([f"data={path.stem}", *profile]).data, resolve=True
+        )
+        outputs[folder / "data" / f"{path.stem}.yaml"] = _dump(data[path.stem], name)
+    studies: dict[str, Any] = {}
     for path in sorted((conf / "study").glob("*.yaml")):
         main = _compose([f"study={path.stem}", *profile])
         sweeps = OmegaConf.select(main, "study.sweeps", default=None)
         if not sweeps:
             continue
-        target = folder / "studies" / f"{path.stem}.yaml"
-        atomic_write_bytes(target, _dump(study_params(list(sweeps), profile)))
-        written.append(target)
-    print(f"wrote {len(written)} resolved settings files in {folder}/")
-    return written
+        settings, jobs = study_params(list(sweeps), profile)
+        studies[path.stem] = (settings, jobs, load_study(settings["study"]["_target_"]))
+        outputs[folder / "studies" / f"{path.stem}.yaml"] = _dump(settings, name)
+    outputs[folder / "stages.yaml"] = _dump(stage_digests(studies, data), name)
+    atomic_write_set(outputs)  # every check passed: now write, as a set
+    print(f"wrote {len(outputs)} resolved settings files in {folder}/")
+    return list(outputs)

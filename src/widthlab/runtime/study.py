@@ -101,6 +101,12 @@ class Study:
     # Summary and table keys holding round-off residuals (stored as their decade, since
     # their digits differ between machines): a key matches when it contains one of these.
     residual_keys: tuple[str, ...] = ()
+    # What `dvc exp show` compares between experiments, a few columns a study: the one
+    # headline number of `Results.metrics` that DVC's metrics file keeps beside the counts
+    # (`runtime.aggregate`), and the resolved settings (dotted keys of the study's main
+    # config) that DVC's params show beside the digest of the rest (`runtime.params`).
+    headline_metric: str | None = None
+    shown_settings: tuple[str, ...] = ()
 
     def check(self, cfg: Mapping[str, Any]) -> None:
         """Checks across keys on one job's resolved config; raise `ConfigError`."""

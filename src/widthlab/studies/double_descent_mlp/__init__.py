@@ -25,6 +25,8 @@ class DoubleDescentMLP(Study):
     )
     title = "MLP: model-wise double descent (`double_descent_mlp`)"
     order = 30
+    headline_metric = "peak_test_error"
+    shown_settings = ("train.max_steps",)
     jobs = {
         "train": Job(
             job.measure,

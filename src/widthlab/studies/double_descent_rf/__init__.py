@@ -27,10 +27,11 @@ class DoubleDescentRF(Study):
     )
     title = "Random features: double descent (`double_descent_rf`)"
     order = 20
+    headline_metric = "theory_rms_z"
     jobs = {"rf": Job(job.measure, None, peak_memory=job.peak_memory)}
     schema = {
         "width_ratio_grid": list_of(positive),
-        "width_ratios": list_of(positive),
+        "width_ratios": optional(list_of(positive)),
         "ridges": list_of(nonnegative),
         "n_train": optional(integer(1)),
         "gd_check_steps": integer(1),
@@ -73,7 +74,7 @@ class DoubleDescentRF(Study):
                 f"disjoint block of the training pool per seed; seed={seed})",
             )
         n = n or data["n_train"]
-        widths = job.widths_for(list(s["width_ratios"]), n)
+        widths = job.widths_for(job.width_ratios(s), n)
         if any(b <= a for a, b in itertools.pairwise(widths)):
             raise ConfigError(
                 "study.width_ratios",
@@ -85,7 +86,7 @@ class DoubleDescentRF(Study):
             raise ConfigError("study.theory_excluded_band", band, "[low, high] with low ≤ high")
 
     def sweep_warnings(self, configs: list[Mapping[str, Any]]) -> list[str]:
-        ratios = configs[0]["study"]["width_ratios"]
+        ratios = job.width_ratios(configs[0]["study"])
         if min(ratios) < 1 < max(ratios):
             return []
         return [

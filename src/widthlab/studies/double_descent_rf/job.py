@@ -51,6 +51,13 @@ from widthlab.stats import relative_distance
 from widthlab.width_sweep import nested_grams
 
 
+def width_ratios(study: Any) -> list[float]:
+    """The ratios d/n a job fits: `study.width_ratios`, or every ratio of
+    `study.width_ratio_grid` when that is null (the laptop and gpu profiles)."""
+    ratios = study["width_ratios"]
+    return list(study["width_ratio_grid"] if ratios is None else ratios)
+
+
 def widths_for(ratios: list[float], n: int) -> list[int]:
     """d = max(1, round(r·n)) for each ratio, in the order given."""
     return [max(1, round(r * n)) for r in ratios]
@@ -103,7 +110,7 @@ def measure(cfg: DictConfig) -> dict[str, Any]:
     ds = training_set(load_job_data(cfg), s.n_train, int(cfg.seed))
     n, dim = ds.x_train.shape
     ridges = [float(r) for r in s.ridges]
-    widths = widths_for(list(s.width_ratios), n)
+    widths = widths_for(width_ratios(s), n)
     alpha = draw_features(dim, max(widths), m.feature_distribution, int(cfg.seed))
     s_train = feature_activations(ds.x_train, alpha, m.activation)
     s_test = feature_activations(ds.x_test, alpha, m.activation)
@@ -191,5 +198,5 @@ def peak_memory(cfg: Mapping[str, Any]) -> float:
     s, data = cfg["study"], cfg["data"]
     n = s["n_train"] or data["n_train"]
     m = data.get("n_test") or 1797 - data["n_train"]  # digits: every image left
-    d = max(1, round(max(s["width_ratios"]) * n))
+    d = max(1, round(max(width_ratios(s)) * n))
     return 8 * (2 * (n + m) * d + 6 * n * n + 2 * (n + m) * n)

@@ -63,6 +63,7 @@ class FeatureLearning(Study):
     )
     title = "Feature learning and learning-rate transfer across widths (`feature_learning`)"
     order = 50
+    headline_metric = "mup_best_lr_shift_steps"
     jobs = {
         "transfer": Job(
             job.measure_transfer,

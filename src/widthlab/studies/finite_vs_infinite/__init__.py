@@ -33,6 +33,7 @@ class FiniteVsInfinite(Study):
     )
     title = "Finite against infinite networks on MNIST-1D (`finite_vs_infinite`)"
     order = 45
+    headline_metric = "fvi_function_gap_slope_deepest"
     jobs = {
         "train": Job(
             job.measure_network,

@@ -29,6 +29,7 @@ class LazyTraining(Study):
     )
     title = "Lazy training: the NTK regime (`lazy_training`)"
     order = 40
+    headline_metric = "ntk_change_slope_deepest"
     jobs = {
         "train": Job(
             job.measure,

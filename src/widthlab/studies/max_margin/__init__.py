@@ -46,6 +46,8 @@ class MaxMargin(Study):
     )
     title = "Cross-entropy and the max-margin solution (`max_margin`)"
     order = 50
+    headline_metric = "max_final_direction_gap"
+    shown_settings = ("study.steps",)
     jobs = {
         "binary": Job(
             job.measure_binary, "final_direction_gap", peak_memory=job.implicit_bias_memory

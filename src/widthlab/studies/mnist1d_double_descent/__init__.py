@@ -29,6 +29,8 @@ class MNIST1DDoubleDescent(Study):
     )
     title = "MNIST-1D: deep double descent at the published setting (`mnist1d_double_descent`)"
     order = 35
+    headline_metric = "mnist1d_peak_test_error"
+    shown_settings = ("train.max_steps",)
     jobs = {
         "train": Job(
             job.measure,

@@ -39,6 +39,7 @@ class NTKConvergence(Study):
     )
     title = "NNGP and NTK: convergence to the infinite-width limit (`ntk_convergence`)"
     order = 10
+    headline_metric = "worst_slope"
     jobs = {
         "kernels": Job(job.measure_kernels, "ntk_distance", peak_memory=job.kernels_memory),
         "mc_nngp": Job(job.measure_mc_nngp, "mc_bias", peak_memory=job.mc_memory),
