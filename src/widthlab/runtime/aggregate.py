@@ -23,8 +23,8 @@ another machine, whose last bits differ, writes the same files. Everything is co
 memory first, then written as a set (`records.atomic_write_set`): a failure while writing
 (a full disk) leaves the old set whole. A bad record or manifest stops it with one line
 naming the file; a study whose every job failed gets its summary (listing the failures) but
-no figures. The metrics, summary and figures are then
-logged to the newest parent run of each of the study's sweeps.
+no figures. The metrics, curves, summary and figures are then logged to the parent run of
+each sweep it summarized (`log_to_parents`).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from widthlab.runtime.records import (
     read_records,
 )
 from widthlab.runtime.schemas import validate_config
-from widthlab.runtime.study import Results, Study, load_study
+from widthlab.runtime.study import Results, Study, load_study, plotted
 from widthlab.runtime.tables import job_counts, tidy_rows
 from widthlab.stats import round_tree
 
@@ -91,7 +91,7 @@ def plot_rows(study: Study, tables: Mapping[str, list[dict]]) -> list[dict[str, 
         for row in tables.get(spec.table, []):
             x = row.get(spec.x)
             for metric in spec.y:
-                y = row.get(f"{metric}_mean")
+                y = plotted(row, metric)
                 if x is None or y is None:
                     continue
                 label = " ".join(f"{c}={row.get(c)}" for c in spec.series)
@@ -170,9 +170,8 @@ def aggregate(cfg: DictConfig) -> dict[str, Any]:
             if old not in outputs:
                 old.unlink()
     if resolved["tracking"]["enabled"]:
-        log_to_parents(
-            resolved, folder, results.metrics, [p for p in outputs if p.suffix == ".png"]
-        )
+        pngs = [p for p in outputs if p.suffix == ".png"]
+        log_to_parents(study, resolved, folder, results, records, pngs)
     failed = results.summary["n_failed"]
     notes = f", {len(stale)} stale records ignored" if stale else ""
     notes += f", {len(missing)} jobs of the sweep missing" if missing else ""
@@ -191,21 +190,77 @@ def dvc_metrics(study: Study, metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def log_to_parents(
-    resolved: Mapping[str, Any], folder: Path, metrics: Mapping[str, Any], figures: list[Path]
+    study: Study,
+    resolved: Mapping[str, Any],
+    folder: Path,
+    results: Results,
+    records: Mapping[str, list[dict]],
+    figures: list[Path],
 ) -> list[str]:
-    """Headline metrics, summary and figures on the newest parent run of each of the
-    study's sweeps; returns their ids."""
-    from widthlab.runtime.jobs import experiment_name, parent_runs
+    """The study's numbers on the parent run of each sweep it summarized (found by the digest
+    its manifest holds, `runtime.parents`): the headline metrics, the summary and the
+    figures, and on one of them (the study's main sweep's, else the first) the curves the
+    report draws against width (`curve_points`); then the experiment's review view.
+    Returns the parents' ids; a sweep whose parent is not in the store is named."""
+    from widthlab.runtime.jobs import experiment_name
+    from widthlab.runtime.parents import VIEW_TAG, parent_for_digest, review_view
+    from widthlab.runtime.records import sweep_digests
     from widthlab.runtime.tracking import JobRun, client, numeric_metrics
 
     uri = str(resolved["tracking"]["uri"])
     mlflow_client = client(uri)
-    ids = list(parent_runs(uri, experiment_name(resolved)).values())
-    for run_id in ids:
+    experiment = mlflow_client.get_experiment_by_name(experiment_name(resolved))
+    if experiment is None:
+        return []
+    ids, main = {}, resolved["study"]["name"]
+    for sweep, digest in sweep_digests(folder / "records").items():
+        run_id = parent_for_digest(mlflow_client, experiment.experiment_id, digest)
+        if run_id is None:
+            print(f"note: no MLflow parent run of sweep {sweep} (digest {digest}) in {uri}")
+            continue
+        ids[sweep] = run_id
         run = JobRun(mlflow_client, run_id)
-        run.log_metrics(numeric_metrics(metrics))
+        run.log_metrics(numeric_metrics(results.metrics))
         run.log_artifact(folder / "summary.json")
         run.log_artifact(folder / "metrics.json")
         for path in figures:
             run.log_artifact(path, "figures")
-    return ids
+    curves = curve_points(study, results.tables)
+    if ids:
+        JobRun(mlflow_client, ids.get(main) or next(iter(ids.values()))).log_points(curves)
+    params = sorted({k for kind in records.values() for r in kind for k in r["job"]})
+    metrics = [study.job(kind).headline for kind in sorted(records) if kind in study.jobs]
+    metrics = [m for m in dict.fromkeys([*metrics, study.headline_metric]) if m]
+    names = list(dict.fromkeys(name for name, _, _ in curves))
+    view = review_view(f"{main}: review", params, metrics, names)
+    mlflow_client.set_experiment_tag(experiment.experiment_id, VIEW_TAG, view)
+    return list(ids.values())
+
+
+def curve_points(study: Study, tables: Mapping[str, list[dict]]) -> list[tuple[str, float, int]]:
+    """The curves of the study's DVC plot as MLflow metric histories, so that MLflow's own
+    charts draw them: for every panel, metric and series, `curve/<metric>[/<series>]` (the
+    mean over seeds) at step = the row's width (its `width` column, or an integer x), or at
+    step = round(1000·x), named `curve/<metric> vs 1000 <x>…`, where x is a ratio (d/n)."""
+    from widthlab.runtime.tracking import metric_name
+
+    points, seen = [], set()
+    for spec in study.plots:
+        for row in tables.get(spec.table, []):
+            x = row.get(spec.x)
+            if not isinstance(x, int | float):
+                continue
+            if isinstance(row.get("width"), int):
+                step, axis = row["width"], ""
+            elif float(x).is_integer():
+                step, axis = int(x), ""
+            else:
+                step, axis = round(1000 * float(x)), f" vs 1000 {spec.x}"
+            series = ",".join(f"{c}={row.get(c)}" for c in spec.series)
+            for metric in spec.y:
+                value = plotted(row, metric)
+                name = metric_name(f"curve/{metric}{axis}" + (f"/{series}" if series else ""))
+                if isinstance(value, int | float) and (name, step) not in seen:
+                    seen.add((name, step))
+                    points.append((name, float(value), step))
+    return points

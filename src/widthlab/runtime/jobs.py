@@ -40,6 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 from widthlab.runtime.datafiles import data_paths, file_digest
 from widthlab.runtime.devices import fixed_threads
 from widthlab.runtime.errors import STOPPING_ERRORS, ConfigError, DataFileError
+from widthlab.runtime.parents import dirty_tags
 from widthlab.runtime.reads import recorded_reads
 from widthlab.runtime.records import atomic_write_json, config_hash, job_key, provenance
 from widthlab.runtime.schemas import validate_config
@@ -47,11 +48,10 @@ from widthlab.runtime.sources import digest, record_code_files
 from widthlab.runtime.study import Job, Study, load_study
 from widthlab.runtime.tracking import (
     JobRun,
-    client,
     close_stale_runs,
     flatten,
     job_run,
-    numeric_metrics,
+    metric_points,
     short_run_name,
 )
 from widthlab.runtime.usage import keep_worker_caches, reset_peak_rss, rss_mb, timing
@@ -330,6 +330,7 @@ def _compute(study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
         "widthlab.job": plan.kind,
         "widthlab.profile": str(plan.config.get("profile", {}).get("name")),
         "widthlab.stage": record["study"],
+        **dirty_tags(record["provenance"]["git_commit"]),
     }
     start = time.perf_counter()
     run_name = short_run_name(plan.identity)
@@ -373,7 +374,7 @@ def _compute(study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
             metrics=metrics,
             timing=timing(start, baseline_mb),
         )
-        run.log_metrics({**numeric_metrics(metrics), "seconds": record["timing"]["seconds"]})
+        run.log_points([*metric_points(metrics), ("seconds", record["timing"]["seconds"], 0)])
     atomic_write_json(plan.path, record)
     log.info(
         progress_line(
@@ -389,20 +390,3 @@ def job_identity(cfg: DictConfig) -> dict[str, Any]:
     if not keys:
         raise ConfigError("study.job_keys", keys, "a non-empty list of config keys")
     return {key: OmegaConf.select(cfg, key, throw_on_missing=True) for key in keys}
-
-
-def parent_runs(uri: str, experiment: str) -> dict[str, str]:
-    """{sweep config: id of its newest finished parent run} in an experiment."""
-    mlflow_client = client(uri)
-    exp = mlflow_client.get_experiment_by_name(experiment)
-    if exp is None:
-        return {}
-    runs = mlflow_client.search_runs(
-        [exp.experiment_id],
-        "tags.`widthlab.role` = 'sweep' and attributes.status = 'FINISHED'",
-        order_by=["start_time DESC"],
-    )
-    newest: dict[str, str] = {}
-    for run in runs:
-        newest.setdefault(run.data.tags.get("widthlab.sweep", ""), run.info.run_id)
-    return newest

@@ -105,14 +105,30 @@ SWEEPS_FOLDER = "sweeps"
 
 
 def write_sweep_manifest(
-    records_dir: str | os.PathLike[str], name: str, job: str, keys: list[str] | None
+    records_dir: str | os.PathLike[str],
+    name: str,
+    job: str,
+    keys: list[str] | None,
+    digest: str | None = None,
 ) -> Path:
     """`<records_dir>/sweeps/<name>.json`: the job keys of the latest sweep of the study
-    config `name` (None: a sweep whose jobs could not be listed)."""
+    config `name` (None: a sweep whose jobs could not be listed) and its digest, which names
+    its MLflow parent run (`runtime.parents`)."""
     path = Path(records_dir) / SWEEPS_FOLDER / f"{name.replace('/', '.')}.json"
     listed = None if keys is None else sorted(keys)
-    atomic_write_json(path, {"sweep": name, "job": job, "keys": listed})
+    atomic_write_json(path, {"sweep": name, "job": job, "keys": listed, "digest": digest})
     return path
+
+
+def sweep_digests(records_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """{study config: the digest of its latest sweep} from the manifests that hold one."""
+    folder = Path(records_dir) / SWEEPS_FOLDER
+    out = {}
+    for path in sorted(folder.glob("[!.]*.json")) if folder.is_dir() else []:
+        manifest = read_json(path, "sweep manifest")
+        if isinstance(manifest, dict) and isinstance(manifest.get("digest"), str):
+            out[str(manifest.get("sweep"))] = manifest["digest"]
+    return out
 
 
 def read_json(path: Path, what: str) -> Any:

@@ -138,7 +138,9 @@ class Page:
             except Exception:  # an unreachable store: the page still renders
                 exp = None
             if exp is not None:
-                link = f" (<http://127.0.0.1:5000/#/experiments/{exp.experiment_id}>)"
+                from widthlab.runtime.parents import experiment_url, ui_address
+
+                link = f" (<{experiment_url(exp.experiment_id, ui_address(uri))}>)"
         return (
             f"**Runs.** MLflow experiment `{name}`{link}: one parent run per sweep with the "
             "headline metrics and figures, one child per job; open with `mlflow ui "

@@ -10,7 +10,8 @@ record's `code_hash`, `runtime.jobs`), and which code a DVC stage's output files
   statically from the source (`ast`) — so a study that uses another study's job carries that
   job's code, and editing a study nobody imports changes nothing else;
 - **less the glue** whose edits cannot change a number or an output file (`GLUE`: MLflow
-  logging and the interpreter's collector), whose own imports are not followed;
+  logging, the interpreter's collector, the progress bar, error wording, the record files'
+  format), whose own imports are not followed;
 - **digested as tokens** (`normalized_source`): comments, blank lines, line breaks inside
   brackets, indentation width and statement-level strings (docstrings) are left out, so an
   edit that changes none of the code's tokens changes no digest; f-strings are one token

@@ -76,7 +76,8 @@ class FigureSpec:
 class PlotSpec:
     """One panel of the study's DVC plot (`results/<name>/plots.csv`, drawn on log-log axes,
     one line per series and revision): the column `x` of the table `table` against the
-    mean of each metric in `y`, one line per value of the `series` columns."""
+    mean of each metric in `y` (its `<metric>_mean` column, or the column `<metric>` itself
+    in a table of one value per point), one line per value of the `series` columns."""
 
     panel: str
     table: str
@@ -146,6 +147,11 @@ class Study:
         if module is not None and path.name == "__init__.py":
             return sorted(path.parent.rglob("*.py"))
         return [path]
+
+
+def plotted(row: Mapping[str, Any], metric: str) -> Any:
+    """The value a plot panel draws for `metric` in a table row (`PlotSpec`)."""
+    return row.get(f"{metric}_mean", row.get(metric))
 
 
 def require_values(cfg: Mapping[str, Any], required: Mapping[str, Any], why: str) -> None:

@@ -140,6 +140,9 @@ class SweepPlan:
     cached: list[bool]
     definition: dict[str, Any] = field(default_factory=dict)
     overrides: list[list[str]] = field(default_factory=list)  # each job's, as launched
+    # The config hash of the record each job ends with: the cached record's own, else None
+    # (the job's plan's, once computed).
+    record_hashes: list[str | None] = field(default_factory=list)
 
     @property
     def study_name(self) -> str:
@@ -151,8 +154,10 @@ class SweepPlan:
 
     @property
     def digest(self) -> str:
-        blob = json.dumps(sorted((p.key, p.config_hash) for p in self.plans)).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        """The digest of the records the sweep's results consist of (`runtime.parents`)."""
+        hashes = self.record_hashes or [None] * len(self.plans)
+        pairs = [(p.key, h or p.config_hash) for p, h in zip(self.plans, hashes, strict=True)]
+        return hashlib.sha256(json.dumps(sorted(pairs)).encode()).hexdigest()[:16]
 
 
 def plan_sweep(config: DictConfig) -> SweepPlan:
@@ -189,13 +194,17 @@ def plan_sweep(config: DictConfig) -> SweepPlan:
     preflight(resolved, study, keys=keys, concurrent=concurrent_jobs(launcher))
     for warning in study.sweep_warnings(resolved):
         log.warning(warning)
-    cached = [
-        r["resume"] and cached_record(p) is not None for r, p in zip(resolved, plans, strict=True)
+    reused = [
+        cached_record(p) if r["resume"] else None for r, p in zip(resolved, plans, strict=True)
     ]
+    cached = [r is not None for r in reused]
+    hashes = [r.get("config_hash") if r is not None else None for r in reused]
     choices = OmegaConf.select(config, "hydra.runtime.choices", default={}) or {}
     sweep = str(choices.get("study") or resolved[0]["study"]["name"])
     definition = sweep_definition(config)
-    return SweepPlan(study, sweep, resolved, plans, cached, definition, job_overrides(config))
+    return SweepPlan(
+        study, sweep, resolved, plans, cached, definition, job_overrides(config), hashes
+    )
 
 
 # The plan of the multirun this process is running, for the sweeper (`widthlab_sweeper`),
@@ -278,31 +287,23 @@ class SweepCallback(Callback):
 
         first = plan.resolved[0]
         records = Path(first["paths"]["results_dir"]) / first["study"]["name"] / "records"
-        write_sweep_manifest(
-            records, plan.sweep, first["study"]["job"], [p.key for p in plan.plans]
-        )
+        keys = [p.key for p in plan.plans]
+        write_sweep_manifest(records, plan.sweep, first["study"]["job"], keys, plan.digest)
 
     def _open_parent(self, plan: SweepPlan, uri: str) -> None:
-        from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
-
         from widthlab.runtime.jobs import experiment_name
+        from widthlab.runtime.parents import close_cached_runs, newest_parent
         from widthlab.runtime.tracking import client, ensure_experiment, flatten
 
         first = plan.resolved[0]
         experiment_id = ensure_experiment(uri, experiment_name(first), plan.study.question)
         self.client = client(uri)
-        profile = (first.get("profile") or {}).get("name")
-        self._close_cached_runs(plan, experiment_id)
+        cached = {p.key for p, c in zip(plan.plans, plan.cached, strict=True) if c}
+        close_cached_runs(self.client, experiment_id, cached)
         if all(plan.cached):
-            reusable = self.client.search_runs(
-                [experiment_id],
-                f"tags.`widthlab.sweep_digest` = '{plan.digest}' "
-                "and attributes.status = 'FINISHED'",
-                order_by=["start_time DESC"],
-                max_results=1,
-            )
-            if reusable:
-                self.parent_id = reusable[0].info.run_id
+            reusable = newest_parent(self.client, experiment_id, plan.digest, "FINISHED")
+            if reusable is not None:
+                self.parent_id = reusable.info.run_id
                 log.info("every job is cached: reusing MLflow parent run %s", self.parent_id)
                 self._export(self.parent_id)
                 return
@@ -313,56 +314,52 @@ class SweepCallback(Callback):
             f"tags.`widthlab.sweep_digest` = '{plan.digest}' and attributes.status = 'RUNNING'",
         ):
             self.client.set_terminated(old.info.run_id, status="KILLED")
-        name = f"{plan.sweep} · {profile}"
-        tags = {
-            MLFLOW_RUN_NAME: name,
-            "widthlab.role": "sweep",
-            "widthlab.sweep": plan.sweep,
-            "widthlab.sweep_digest": plan.digest,
-            "widthlab.study": first["study"]["name"],
-            "widthlab.stage": first["study"]["name"],
-            "widthlab.profile": str(profile),
-            "widthlab.job_count": str(len(plan.plans)),
-        }
-        from mlflow.tracking.context.registry import resolve_tags
-
-        run = self.client.create_run(experiment_id, run_name=name, tags=resolve_tags(tags))
-        self.parent_id, self.created = run.info.run_id, True
-        from widthlab.runtime.tracking import JobRun
-
+        profile = (first.get("profile") or {}).get("name")
         fixed = {
             k: v for k, v in flatten({"study": first["study"]}).items() if k not in plan.definition
         }
         swept = {k: "[" + ", ".join(v) + "]" for k, v in plan.definition.items()}
-        JobRun(self.client, self.parent_id).log_params({**fixed, **swept, "profile": profile})
+        tags = {
+            "widthlab.sweep": plan.sweep,
+            "widthlab.sweep_digest": plan.digest,
+            "widthlab.study": first["study"]["name"],
+            "widthlab.stage": first["study"]["name"],
+            "widthlab.job_count": str(len(plan.plans)),
+        }
+        name = f"{plan.sweep} · {profile}"
+        self._create(experiment_id, name, tags, {**fixed, **swept, "profile": profile}, profile)
+        log.info("MLflow parent run %s (%s) in %s", self.parent_id, name, uri)
+
+    def _create(
+        self, experiment_id: str, name: str, tags: dict, params: dict, profile: Any
+    ) -> None:
+        from mlflow.tracking.context.registry import resolve_tags
+        from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+
+        from widthlab.runtime.parents import dirty_tags
+        from widthlab.runtime.records import git_commit
+        from widthlab.runtime.tracking import JobRun
+
+        tags = {
+            MLFLOW_RUN_NAME: name,
+            "widthlab.role": "sweep",
+            "widthlab.profile": str(profile),
+            **tags,
+            **dirty_tags(git_commit()),
+        }
+        run = self.client.create_run(experiment_id, run_name=name, tags=resolve_tags(tags))
+        self.parent_id, self.created = run.info.run_id, True
+        JobRun(self.client, self.parent_id).log_params(params)
         # A sweep stopped early (a bad data file, Ctrl-C) never reaches on_multirun_end;
         # its parent run must not stay RUNNING forever.
         import atexit
 
         atexit.register(self._end_parent, "KILLED")
         self._export(self.parent_id)
-        log.info("MLflow parent run %s (%s) in %s", self.parent_id, name, uri)
-
-    def _close_cached_runs(self, plan: SweepPlan, experiment_id: str) -> None:
-        """End as FINISHED the RUNNING runs of cached jobs (a process killed after the job's
-        record was written), with one search for the whole sweep: cached jobs are not
-        launched, so nothing else would close them."""
-        keys = {p.key for p, cached in zip(plan.plans, plan.cached, strict=True) if cached}
-        if not keys:
-            return
-        running = self.client.search_runs(
-            [experiment_id], "attributes.status = 'RUNNING'", max_results=50000
-        )
-        for run in running:
-            if run.data.tags.get("widthlab.key") in keys:
-                self.client.set_terminated(run.info.run_id, status="FINISHED")
 
     def _open_plain_parent(self, config: DictConfig) -> None:
-        from mlflow.tracking.context.registry import resolve_tags
-        from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
-
         from widthlab.runtime.preflight import check_tracking
-        from widthlab.runtime.tracking import JobRun, client, ensure_experiment
+        from widthlab.runtime.tracking import client, ensure_experiment
 
         tracking = OmegaConf.to_container(config.tracking, resolve=True)
         if not tracking.get("enabled"):
@@ -373,22 +370,15 @@ class SweepCallback(Callback):
         experiment_id = ensure_experiment(uri, tracking.get("experiment") or job)
         self.client = client(uri)
         profile = OmegaConf.select(config, "profile.name", default=None)
-        name = f"{job} · {profile}"
-        tags = {
-            MLFLOW_RUN_NAME: name,
-            "widthlab.role": "sweep",
-            "widthlab.sweep": job,
-            "widthlab.stage": job,
-            "widthlab.profile": str(profile),
-        }
-        run = self.client.create_run(experiment_id, run_name=name, tags=resolve_tags(tags))
-        self.parent_id, self.created = run.info.run_id, True
         swept = {k: "[" + ", ".join(v) + "]" for k, v in swept_values(config).items()}
-        JobRun(self.client, self.parent_id).log_params({**swept, "profile": profile})
-        import atexit
+        tags = {"widthlab.sweep": job, "widthlab.stage": job}
+        jobs = len(job_overrides(config))
+        self._create(
+            experiment_id, f"{job} · {profile}", tags, {**swept, "profile": profile}, profile
+        )
+        from widthlab.runtime.tracking import JobRun
 
-        atexit.register(self._end_parent, "KILLED")
-        self._export(self.parent_id)
+        JobRun(self.client, self.parent_id).log_metrics({"jobs": jobs})  # its runs: one each
 
     def _export(self, run_id: str) -> None:
         from widthlab.runtime.tracking import PARENT_ENV
@@ -397,22 +387,22 @@ class SweepCallback(Callback):
         os.environ[PARENT_ENV] = run_id
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.parent_id is not None:
+            from widthlab.runtime.parents import experiment_url, ui_address
+
+            run = self.client.get_run(self.parent_id)
+            uri = str(OmegaConf.select(config, "tracking.uri"))
+            print(f"MLflow: {experiment_url(run.info.experiment_id, ui_address(uri))}")
         self._end_parent("FINISHED")
 
     def _end_parent(self, status: str) -> None:
+        from widthlab.runtime.parents import end_parent
         from widthlab.runtime.tracking import PARENT_ENV
 
         if self.parent_id is None:
             return
         if self.created:
-            self.client.set_terminated(self.parent_id, status=status)
-            children = self.client.search_runs(
-                [self.client.get_run(self.parent_id).info.experiment_id],
-                f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
-                max_results=1,
-            )
-            if status == "FINISHED" and not children:
-                self.client.delete_run(self.parent_id)  # every job was computed elsewhere
+            end_parent(self.client, self.parent_id, status)
         if self.previous_env is None:
             os.environ.pop(PARENT_ENV, None)
         else:

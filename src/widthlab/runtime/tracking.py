@@ -56,16 +56,29 @@ def store_creation_lock(uri: str) -> Iterator[None]:
 
 
 def ensure_experiment(uri: str, name: str, description: str = "") -> str:
-    """The id of experiment `name` (created with the store if need be), described."""
+    """The id of experiment `name` (created with the store if need be), described. Creating
+    one also retires MLflow's `Default` experiment while it is empty: widthlab logs every run
+    into its study's experiment, and an empty first entry only misleads a reviewer."""
     with store_creation_lock(uri):
         mlflow_client = client(uri)
         exp = mlflow_client.get_experiment_by_name(name)
         if exp is None:
             tags = {"mlflow.note.content": description} if description else None
-            return mlflow_client.create_experiment(name, tags=tags)
+            created = mlflow_client.create_experiment(name, tags=tags)
+            retire_empty_default(mlflow_client)
+            return created
         if description and exp.tags.get("mlflow.note.content") != description:
             mlflow_client.set_experiment_tag(exp.experiment_id, "mlflow.note.content", description)
         return exp.experiment_id
+
+
+def retire_empty_default(mlflow_client: Any) -> None:
+    """Delete (soft: MLflow keeps it as deleted) the `Default` experiment if it holds no run."""
+    default = mlflow_client.get_experiment_by_name("Default")
+    if default is None or default.lifecycle_stage != "active":
+        return
+    if not mlflow_client.search_runs([default.experiment_id], max_results=1, run_view_type=3):
+        mlflow_client.delete_experiment(default.experiment_id)
 
 
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -98,6 +111,26 @@ def numeric_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
             if math.isfinite(value):
                 out[name] = float(value)
     return out
+
+
+def metric_points(metrics: Mapping[str, Any]) -> list[tuple[str, float, int]]:
+    """(name, value, step) of every finite number of a job's metrics, as MLflow charts can
+    draw them against width: a condition solved within the job whose key holds an integer
+    `width=<w>` (`width=60,ridge=0`) gives its numbers at step w, named by the rest of its key
+    (`ridge_0/test_mse`); every other number is at step 0, named as by `numeric_metrics`."""
+    points: list[tuple[str, float, int]] = []
+    for key, value in metrics.items():
+        parts = str(key).split(",")
+        widths = [p.split("=", 1)[1] for p in parts if p.startswith("width=")]
+        if isinstance(value, Mapping) and len(widths) == 1 and widths[0].isdigit():
+            rest = ",".join(p for p in parts if not p.startswith("width="))
+            prefix = f"{metric_name(rest)}/" if rest else ""
+            for name, number in numeric_metrics(value, prefix=prefix).items():
+                points.append((name, number, int(widths[0])))
+        else:
+            for name, number in numeric_metrics({key: value}).items():
+                points.append((name, number, 0))
+    return points
 
 
 def short_run_name(identity: Mapping[str, Any]) -> str:
@@ -157,6 +190,17 @@ class JobRun:
 
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        for i in range(0, len(batch), 1000):
+            self.client.log_batch(self.run_id, metrics=batch[i : i + 1000])
+
+    def log_points(self, points: list[tuple[str, float, int]]) -> None:
+        """Metric points (name, value, step), in batches of MLflow's 1000."""
+        if not self.active or not points:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, int(step)) for k, v, step in points]
         for i in range(0, len(batch), 1000):
             self.client.log_batch(self.run_id, metrics=batch[i : i + 1000])
 

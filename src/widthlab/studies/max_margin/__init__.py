@@ -96,6 +96,12 @@ class MaxMargin(Study):
             "d_over_n",
             ("logistic_limit_test_error", "least_squares_test_error"),
         ),
+        PlotSpec(
+            "separable fraction of random labelings vs d/n, and Cover's C(n, d)/2ⁿ",
+            "separability.csv",
+            "d_over_n",
+            ("separable_fraction", "cover_fraction"),
+        ),
     )
     residual_keys = ("kkt_", "distance_to_minimizer")
 

@@ -81,6 +81,13 @@ class NTKConvergence(Study):
             ("nngp_distance",),
             ("activation", "depth"),
         ),
+        PlotSpec(
+            "Monte Carlo NNGP: distance to the limit, its noise floor and bias vs width",
+            "mc_nngp.csv",
+            "width",
+            ("mc_distance", "mc_floor", "mc_bias"),
+            ("activation", "depth"),
+        ),
     )
 
     summarize = staticmethod(summary.summarize)
