@@ -112,33 +112,36 @@ def fake_plan(tmp_path: Path, sizes: list[float], past: list[float | None]):
     )
 
 
-def test_estimates_scale_sizes_by_the_timed_jobs(tmp_path):
+def test_estimates_fit_a_fixed_cost_and_a_cost_per_byte_to_the_timed_jobs(tmp_path):
     from widthlab.runtime.progress import estimates
 
-    seconds, weights = estimates(fake_plan(tmp_path, [1e6, 4e6, 8e6], [2.0, None, None]))
-    assert seconds == [2.0, 8.0, 16.0]  # 2 s per MB, from the one job that has a record
-    assert weights == [2.0, 8.0, 16.0]
+    plan = fake_plan(tmp_path, [1e6, 3e6, 4e6, 8e6], [3.0, 7.0, None, None])
+    seconds, weights = estimates(plan)
+    assert seconds == pytest.approx([3.0, 7.0, 9.0, 17.0])  # 1 s + 2 s per MB
+    assert weights == pytest.approx(seconds)
     seconds, weights = estimates(fake_plan(tmp_path / "..", [1e6, 4e6], [None, None]))
-    assert seconds == [None, None] and weights == [1e6, 4e6]  # relative sizes only
+    assert seconds == [None, None]
+    assert weights == pytest.approx([3.5e6, 6.5e6])  # a fixed cost of the mean size each
 
 
-def test_the_time_left_weighs_jobs_by_their_size(tmp_path):
-    """The widest jobs start first: once the one 8-unit job of 11 units is done, most of the
-    work is, and the time left is 3/8 of the time spent, not 2/1 of it as by job counts."""
+def test_the_time_left_counts_each_jobs_fixed_cost_and_size(tmp_path):
+    """The widest jobs start first. Once two sizes have finished, the rest is priced by the
+    cost model they fit: here 1 s + 2 s per MB, so the three 1-MB jobs left are 9 s of work
+    against the 20 s done, and the 80 wall seconds spent give 36 s left (counting jobs, 3 of
+    5 left would say 120 s; scaling by size alone, 3/11 of the work, 30 s)."""
     from widthlab.runtime.progress import SweepProgress
 
-    plan = fake_plan(tmp_path, [8e6, 1e6, 1e6, 1e6], [None] * 4)
-    progress = SweepProgress(plan, launched=[0, 1, 2, 3])
+    plan = fake_plan(tmp_path, [8e6, 1e6, 1e6, 1e6, 1e6], [None] * 5)
+    progress = SweepProgress(plan, launched=[0, 1, 2, 3, 4])
     progress.bar = SimpleNamespace(show=lambda done, status: None, close=lambda: None)
     progress.started = time.time() - 80.0
     progress.start_ns = time.time_ns() - 1
-    plan.plans[0].path.write_text(json.dumps({"status": "ok"}))
+    for i, seconds, status in ((0, 17.0, "ok"), (1, 3.0, "failed")):
+        record = {"status": status, "timing": {"seconds": seconds}}
+        plan.plans[i].path.write_text(json.dumps(record))
     progress.poll()
-    assert progress.computed == 1 and progress.pending == [1, 2, 3]
-    assert progress.eta() == pytest.approx(80.0 * 3 / 8, rel=0.01)
-    plan.plans[1].path.write_text(json.dumps({"status": "failed"}))
-    progress.poll()
-    assert progress.failed == 1 and progress.eta() == pytest.approx(80.0 * 2 / 9, rel=0.01)
+    assert progress.computed == 2 and progress.failed == 1 and progress.pending == [2, 3, 4]
+    assert progress.eta() == pytest.approx(80.0 * 9 / 20, rel=0.01)
 
 
 def test_a_set_of_outputs_that_cannot_be_written_whole_leaves_the_old_set(tmp_path, monkeypatch):

@@ -1,27 +1,33 @@
 """What a sweep will run, and how far it has got: the dry run's table and the progress bar.
 
-Both need each job's cost before it runs. `estimates(plan)` gives every job of a sweep
-plan its expected seconds:
+Both need each job's cost before it runs. A job's cost is modelled as t = a + b·s^p
+(`CostModel`), s its memory estimate (`Job.peak_memory`, which grows with the network the job
+trains or the kernel it forms; its width times its depth where every job of a sweep has the
+same estimate) and a its fixed cost (start-up, data, evaluation: what dominates a small
+network's job). `estimates(plan)` gives every job of a sweep plan its expected seconds:
 
 - the seconds its own record took last time, where a record of the job exists (any
   config: the job's key names its size, so a rerun after a change costs about what it cost);
-- else the job's memory estimate (`Job.peak_memory`, which grows with the network the job
-  trains or the kernel it forms) times the median seconds per byte of the sweep's jobs that
-  have a record;
-- else nothing in seconds: the memory estimates still give the jobs' relative sizes, which
-  is all the progress bar needs.
+- else a + b·s, fitted (`cost_model`) to the sweep's jobs that have a record;
+- else nothing in seconds; as relative work, a + b·s with a the mean size (a job's fixed
+  cost taken as that of a job of average size), which is all the progress bar needs.
 
 `SweepProgress` is one bar on stderr (tqdm) for the jobs a sweep launches, whatever the
 launcher (in this process, joblib workers, a cluster): a thread watches the records folder,
-where each job writes its record when it ends, finished or failed. Its time left is the
-work not yet done at the rate the finished work went, the work of a job being its estimate:
-the widest jobs start first (`widthlab_launcher`'s `largest_first`), so counting jobs alone
-would call a sweep nearly done when only its cheapest jobs were left.
+where each job writes its record when it ends, finished or failed, with its own seconds.
+Its time left is the job-seconds of the jobs not yet done — their past seconds, else a + b·s
+refitted to the jobs finished so far (once two sizes have finished), else the relative work
+— at the rate, in wall seconds per job-second, that the finished jobs went. The widest jobs
+start first (`widthlab_launcher`'s `largest_first`), so counting jobs alone would call a
+sweep nearly done when only its cheapest jobs were left, and scaling by size alone would
+forget the fixed cost that dominates the many small jobs left at the end.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
+import math
 import statistics
 import sys
 import threading
@@ -41,27 +47,73 @@ def past_seconds(path: Any) -> float | None:
         return None
 
 
-def estimates(plan: Any) -> tuple[list[float | None], list[float]]:
-    """(estimated seconds or None, relative work > 0) of every job of `plan` (module doc)."""
+POWERS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+
+
+class CostModel:
+    """seconds ≈ a + b·(size/scale)^p, a, b ≥ 0, fitted by least squares over timed jobs:
+    p = 1 with two sizes, else the best of `POWERS` (a job's time grows faster than its
+    memory where a kernel's cost is cubic in what its memory is quadratic in)."""
+
+    def __init__(self, sizes: Sequence[float], seconds: Sequence[float]) -> None:
+        self.scale = max(sizes) or 1.0
+        best = None
+        powers = (1.0,) if len(set(sizes)) < 3 else POWERS
+        for p in powers:
+            x = [(s / self.scale) ** p for s in sizes]
+            mean_x, mean_t = statistics.fmean(x), statistics.fmean(seconds)
+            var = sum((v - mean_x) ** 2 for v in x)
+            cov = sum((v - mean_x) * (t - mean_t) for v, t in zip(x, seconds, strict=True))
+            b = max(0.0, cov / var)
+            a = max(0.0, mean_t - b * mean_x)
+            error = sum((a + b * v - t) ** 2 for v, t in zip(x, seconds, strict=True))
+            if best is None or error < best[0]:
+                best = (error, a, b, p)
+        _, self.a, self.b, self.p = best
+
+    def __call__(self, size: float) -> float:
+        return self.a + self.b * (size / self.scale) ** self.p
+
+
+def cost_model(sizes: Sequence[float], seconds: Sequence[float]) -> CostModel | None:
+    """The `CostModel` of timed jobs of at least two sizes, or None (module docstring)."""
+    if len(set(sizes)) < 2 or not any(t > 0 for t in seconds):
+        return None
+    return CostModel(sizes, seconds)
+
+
+def job_sizes(plan: Any) -> list[float]:
+    """Every job's size in the cost model: its memory estimate, or, where every job of the
+    sweep has the same one, its width times its depth (the launcher's own order)."""
     sizes = [
         float(plan.study.job(p.kind).peak_memory(r))
         for r, p in zip(plan.resolved, plan.plans, strict=True)
     ]
+    if len(set(sizes)) > 1:
+        return sizes
+    shapes = []
+    for r in plan.resolved:
+        model = r.get("model") or {}
+        width, depth = model.get("width"), model.get("depth")
+        numbers = [v for v in (width, depth) if isinstance(v, int | float)]
+        shapes.append(float(math.prod(numbers)) if numbers else 1.0)
+    return shapes
+
+
+def estimates(plan: Any) -> tuple[list[float | None], list[float]]:
+    """(estimated seconds or None, relative work > 0) of every job of `plan` (module doc)."""
+    sizes = job_sizes(plan)
     past = [past_seconds(p.path) for p in plan.plans]
-    rates = [s / b for s, b in zip(past, sizes, strict=True) if s is not None and b > 0]
-    rate = statistics.median(rates) if rates else None
+    timed = [(b, s) for s, b in zip(past, sizes, strict=True) if s is not None]
+    model = cost_model([b for b, _ in timed], [s for _, s in timed])
     seconds = [
-        s if s is not None else (rate * b if rate is not None and b > 0 else None)
+        s if s is not None else (model(b) if model else None)
         for s, b in zip(past, sizes, strict=True)
     ]
-    floor = 1e-3 * max(sizes, default=0.0) or 1.0  # a job of no estimated size still counts
     if all(s is not None for s in seconds):
-        relative = [max(s, 1e-3) for s in seconds]
-    elif rate is not None:
-        relative = [s if s is not None else rate * floor for s in seconds]
-    else:  # no timing to scale the sizes by: the sizes alone, on one scale
-        relative = [max(b, floor) for b in sizes]
-    return seconds, relative
+        return seconds, [max(s, 1e-3) for s in seconds]
+    mean = statistics.fmean(sizes) or 1.0
+    return seconds, [mean + b for b in sizes]
 
 
 def clock(seconds: float | None) -> str:
@@ -111,12 +163,24 @@ def _jobs(n: int) -> str:
 class SweepProgress:
     """The progress bar of the jobs a sweep launches (module docstring)."""
 
-    def __init__(self, plan: Any, launched: Sequence[int], workers: int = 1) -> None:
+    def __init__(
+        self,
+        plan: Any,
+        launched: Sequence[int],
+        workers: int = 1,
+        stacks: Sequence[Sequence[int]] | None = None,
+    ) -> None:
         self.plan = plan
+        self.order = list(launched)  # as the launcher starts them
+        self.workers = workers
+        # What the launcher starts: one job each, or stacks of jobs trained together
+        # (`runtime.stacks`), each taking the sum of its jobs' seconds.
+        self.units = [list(s) for s in stacks] if stacks else [[i] for i in self.order]
         self.pending = list(launched)
-        _, self.weights = estimates(plan)
-        self.total_work = sum(self.weights[i] for i in launched) or 1.0
-        self.done_work = 0.0
+        self.sizes = job_sizes(plan)
+        self.past, self.relative = estimates(plan)
+        self.finished: list[tuple[float, float]] = []  # (size, seconds) of the jobs done
+        self.done: list[int] = []
         self.failed = 0
         self.computed = 0
         self.cached = sum(plan.cached)
@@ -126,7 +190,6 @@ class SweepProgress:
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._watch, daemon=True)
         self.bar: Any = None
-        self.workers = workers
 
     def __enter__(self) -> SweepProgress:
         self.bar = _Bar(self.plan, self.cached) if sys.stderr.isatty() else _Lines(self.plan)
@@ -153,23 +216,54 @@ class SweepProgress:
                 try:
                     if path.stat().st_mtime_ns < self.start_ns:
                         continue
-                    status = json.loads(path.read_text()).get("status")
+                    record = json.loads(path.read_text())
                 except (OSError, ValueError):
                     continue  # not written yet (a record is renamed into place whole)
                 done.append(i)
+                self.done.append(i)
                 self.computed += 1
-                self.failed += status != "ok"
-                self.done_work += self.weights[i]
+                self.failed += record.get("status") != "ok"
+                seconds = (record.get("timing") or {}).get("seconds")
+                self.finished.append((self.sizes[i], float(seconds or 0.0)))
             if done:
                 self.pending = [i for i in self.pending if i not in set(done)]
             self._show()
 
-    def eta(self) -> float | None:
-        """Seconds left: the work not done at the rate the finished work went (module doc)."""
-        if self.done_work <= 0:
+    def predicted(self) -> dict[int, float] | None:
+        """Each job's seconds: its own where finished, else predicted (module docstring)."""
+        done_seconds = sum(t for _, t in self.finished)
+        if not self.finished or done_seconds <= 0:
             return None
-        elapsed = time.time() - self.started
-        return elapsed * (self.total_work - self.done_work) / self.done_work
+        out = {i: t for i, (_, t) in zip(self.done, self.finished, strict=True)}
+        model = cost_model([s for s, _ in self.finished], [t for _, t in self.finished])
+        if model is not None:
+            for i in self.pending:
+                out[i] = self.past[i] if self.past[i] is not None else model(self.sizes[i])
+        else:  # one size finished so far: the relative work, scaled by its seconds
+            rate = done_seconds / sum(self.relative[i] for i in self.done)
+            for i in self.pending:
+                out[i] = rate * self.relative[i]
+        return out
+
+    def eta(self) -> float | None:
+        """Wall seconds left: the launch order replayed on the workers with every job's
+        seconds (`predicted`), a job still running past its prediction taken to end now,
+        scaled by how the wall clock ran against the replay so far (launch overheads)."""
+        seconds = self.predicted()
+        if seconds is None:
+            return None
+        now = time.time() - self.started
+        free = [0.0] * max(1, min(self.workers, len(self.units)))
+        done, replay_now, end = set(self.done), 0.0, 0.0
+        for unit in self.units:
+            start = heapq.heappop(free)
+            finish = start + sum(seconds[i] for i in unit)
+            if all(i in done for i in unit):
+                replay_now = max(replay_now, finish)
+            heapq.heappush(free, finish)
+            end = max(end, finish)
+        scale = now / replay_now if replay_now > 0 else 1.0
+        return max(0.0, end - replay_now) * scale
 
     def _show(self) -> None:
         parts = [f"cached {self.cached}", f"failed {self.failed}"]
