@@ -27,9 +27,9 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 @exit_on_error
 def main(cfg: DictConfig) -> None:
-    from widthlab.runtime.jobs import run_job  # after tune_collector()
+    from widthlab.runtime.stacks import run_task  # after tune_collector()
 
-    run_job(cfg)
+    run_task(cfg)
 
 
 if __name__ == "__main__":

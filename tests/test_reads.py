@@ -108,3 +108,12 @@ def test_blocks_in_two_threads_record_their_own_configs(cfg):
     from omegaconf import DictConfig
 
     assert DictConfig._get_node.__module__ == "omegaconf.dictconfig"  # restored
+
+
+def test_the_configs_of_a_stack_record_their_reads_apart(cfg):
+    from widthlab.runtime.reads import recorded_reads_of
+
+    other = OmegaConf.create({"study": {"a": 2, "z": 3}, "seed": 5})
+    with recorded_reads_of([cfg, other]) as (first, second):
+        _ = cfg.study.a, other.study.z, other.seed
+    assert first == {"study.a": 1} and second == {"study.z": 3, "seed": 5}

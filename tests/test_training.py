@@ -227,11 +227,11 @@ def test_train_network_logs_curves_into_the_jobs_run(tmp_path):
         "tracking": {"uri": uri},
         "seed": 0,
     }
-    token = jobs._ACTIVE_RUN.set(JobRun(client, run.info.run_id))
+    token = jobs.ACTIVE_RUN.set(JobRun(client, run.info.run_id))
     try:
         train_network(cfg, net(), x, y, {"train": (x, y), "test": (x[:5], y[:5])}, True)
     finally:
-        jobs._ACTIVE_RUN.reset(token)
+        jobs.ACTIVE_RUN.reset(token)
     history = client.get_metric_history(run.info.run_id, "epoch/test_error")
     # at initialization, every 10 full-batch steps, and the final point after step 30
     assert [m.step for m in history] == [0, 10, 20, 30]
@@ -283,12 +283,12 @@ def test_a_failed_run_still_gets_the_curve_points_it_reached(tmp_path):
         "tracking": {"uri": uri},
         "seed": 0,
     }
-    token = jobs._ACTIVE_RUN.set(JobRun(client, run.info.run_id))
+    token = jobs.ACTIVE_RUN.set(JobRun(client, run.info.run_id))
     try:
         with pytest.raises(TrainingDiverged):
             train_network(cfg, model, x, y, {"train": (x, y)}, True)
     finally:
-        jobs._ACTIVE_RUN.reset(token)
+        jobs.ACTIVE_RUN.reset(token)
     history = client.get_metric_history(run.info.run_id, "epoch/train_loss")
     assert history and history[0].step == 0
     assert history[0].value == pytest.approx(start, rel=1e-12)

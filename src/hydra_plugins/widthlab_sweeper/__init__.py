@@ -9,6 +9,8 @@ does, then, for a study sweep (one with `study._target_`):
 - launches only the jobs that are not cached: a cached job costs its share of the plan
   (composing, checking and comparing its record, milliseconds) rather than a launch (a
   worker composing it again, its logging, a lock, MLflow calls);
+- launches, where the study's job kind trains networks together, one job per stack of
+  networks (`widthlab.runtime.stacks`) rather than one per network;
 - skips Hydra's second composition of every job, done only to validate it, which on a sweep
   of hundreds of small jobs cost as much as the jobs;
 - shows one progress bar for the jobs it launches (`runtime.progress`), and sends Hydra's
@@ -36,7 +38,14 @@ log = logging.getLogger(__name__)
 
 
 class CheckedSweeper(BasicSweeper):
-    """`BasicSweeper`, launching a study sweep's uncached jobs only (module docstring)."""
+    """`BasicSweeper`, launching a study sweep's uncached jobs only (module docstring);
+    `stack_networks=False` launches every network alone."""
+
+    def __init__(
+        self, max_batch_size: int | None = None, params: Any = None, stack_networks: bool = True
+    ) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.stack_networks = bool(stack_networks)
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         if OmegaConf.select(self.config, "study._target_", default=None) is not None:
@@ -67,9 +76,31 @@ class CheckedSweeper(BasicSweeper):
         from widthlab.runtime.progress import SweepProgress
 
         batch = [plan.overrides[i] for i in launched]
-        with SweepProgress(plan, launched) as progress:
+        workers, order = self._workers(len(launched)), launched
+        keys = OmegaConf.select(self.config, "hydra.launcher.largest_first", default=None)
+        if keys:
+            from hydra_plugins.widthlab_launcher import launch_order
+
+            order = [launched[i] for i in launch_order(batch, list(keys))]
+        from widthlab.runtime import stacks
+
+        planned = stacks.plan_stacks(plan, order, workers) if self.stack_networks else None
+        if planned is not None:  # one Hydra job per stack of networks trained together
+            batch = stacks.stack_overrides(plan, planned, stacks.write_stacks(plan, planned))
+            log.info("%d jobs in %d stacks of networks trained together", len(order), len(batch))
+        with SweepProgress(plan, order, workers, planned) as progress:
             results = self.launcher.launch(batch, initial_job_idx=0)
         for result in results:
             _ = result.return_value  # re-raises a job's exception, as BasicSweeper does
         print(progress.summary() + f"; logs in {sweep_dir}/", flush=True)
         return [results]
+
+    def _workers(self, jobs: int) -> int:
+        """How many of the launched jobs run at once: joblib's workers on this machine, all
+        of them on a cluster (submitit), one under the basic launcher."""
+        from widthlab.runtime.preflight import concurrent_jobs
+
+        launcher = OmegaConf.to_container(self.config.hydra.launcher, resolve=True)
+        if "submitit" in str(launcher.get("_target_", "")).lower():
+            return jobs
+        return concurrent_jobs(launcher)

@@ -1,7 +1,7 @@
 """Training curves into the running job's MLflow run, through Lightning's `MLFlowLogger`.
 
 `job_logger` gives `widthlab.runtime.training` a logger bound to the job's run
-(`runtime.jobs.active_run`), or False when tracking is off or no job is running.
+(`runtime.active_runs.active_run`), or False when tracking is off or no job is running.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ class JobMLFlowLogger(MLFlowLogger):
 
 
 def job_logger(tracking: Mapping[str, Any]) -> Any:
-    """A logger writing into the running job's MLflow run (`runtime.jobs.active_run`), or
+    """A logger writing into the running job's MLflow run (`runtime.active_runs.active_run`), or
     False when tracking is off or no job is running."""
-    from widthlab.runtime.jobs import active_run
+    from widthlab.runtime.active_runs import active_run
 
     run = active_run()
     if run is None or not run.active:

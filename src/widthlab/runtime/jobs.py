@@ -28,8 +28,8 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Mapping
-from contextvars import ContextVar
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -37,6 +37,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from widthlab.runtime.active_runs import ACTIVE_RUN
 from widthlab.runtime.datafiles import data_paths, file_digest
 from widthlab.runtime.devices import fixed_threads
 from widthlab.runtime.errors import STOPPING_ERRORS, ConfigError, DataFileError
@@ -66,14 +67,6 @@ RUNNER_READS = ("threads", "device")
 # Set by `runtime.sweep.SweepCallback` for the progress lines of a multirun.
 SWEEP_SIZE_ENV = "WIDTHLAB_SWEEP_SIZE"
 SWEEP_START_ENV = "WIDTHLAB_SWEEP_START"
-
-_ACTIVE_RUN: ContextVar[JobRun | None] = ContextVar("widthlab_active_run", default=None)
-
-
-def active_run() -> JobRun | None:
-    """The MLflow run of the job being measured (None outside a job), for a measurement that
-    logs more than its final metrics (training curves)."""
-    return _ACTIVE_RUN.get()
 
 
 def kept_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
@@ -309,8 +302,9 @@ def _shown(job: Job, metrics: Mapping[str, Any]) -> str:
     return f" {job.headline}={value:.4g}" if isinstance(value, int | float) else ""
 
 
-def _compute(study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
-    record: dict[str, Any] = {
+def new_record(study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
+    """A job's record before it is measured: what identifies it and where it came from."""
+    return {
         "study": resolved["study"]["name"],
         "job_kind": plan.kind,
         "key": plan.key,
@@ -321,9 +315,11 @@ def _compute(study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
         "provenance": provenance(),
         "memory": {"estimate_mb": round(job.peak_memory(resolved) / 2**20, 1)},
     }
-    keep_worker_caches()
-    reset_peak_rss()
-    baseline_mb = round(rss_mb(), 1)
+
+
+@contextmanager
+def open_run(study: Study, job: Job, plan: JobPlan, resolved, record) -> Iterator[JobRun]:
+    """The job's MLflow child run (`tracking.job_run`), its data file logged as its input."""
     tags = {
         "widthlab.key": plan.key,
         "widthlab.study": record["study"],
@@ -332,22 +328,30 @@ def _compute(study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
         "widthlab.stage": record["study"],
         **dirty_tags(record["provenance"]["git_commit"]),
     }
-    start = time.perf_counter()
-    run_name = short_run_name(plan.identity)
-    with (
-        job_run(
-            resolved["tracking"],
-            experiment_name(resolved),
-            study.question,
-            run_name,
-            tags,
-            _params(resolved, job),
-        ) as run,
-        fixed_threads(int(resolved["threads"])),
-    ):
+    with job_run(
+        resolved["tracking"],
+        experiment_name(resolved),
+        study.question,
+        short_run_name(plan.identity),
+        tags,
+        _params(resolved, job),
+    ) as run:
         if plan.data is not None:
             run.log_dataset(*plan.data)
-        token = _ACTIVE_RUN.set(run)
+        yield run
+
+
+def _compute(study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
+    record = new_record(study, job, plan, resolved)
+    keep_worker_caches()
+    reset_peak_rss()
+    baseline_mb = round(rss_mb(), 1)
+    start = time.perf_counter()
+    with (
+        open_run(study, job, plan, resolved, record) as run,
+        fixed_threads(int(resolved["threads"])),
+    ):
+        token = ACTIVE_RUN.set(run)
         measured = measured_config(resolved)
         try:
             with recorded_reads(measured) as reads:
@@ -367,7 +371,7 @@ def _compute(study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
             )
             return record
         finally:
-            _ACTIVE_RUN.reset(token)
+            ACTIVE_RUN.reset(token)
         record.update(
             status="ok",
             reads=job_reads(reads, plan),

@@ -40,10 +40,12 @@ ABSENT = "§absent"  # a key that was looked up and not there
 
 
 class _Recorder:
+    """One config's reads (naming a key reads the config too: `_Session.busy` keeps those
+    out)."""
+
     def __init__(self, root: Any) -> None:
         self.root = root
         self.reads: dict[str, Any] = {}
-        self.busy = False  # naming a key reads the config too: not the job's reads
 
     def owns(self, node: Any) -> bool:
         """Whether `node` is in the recorded tree, outside any list. A copy whose parent is
@@ -85,7 +87,25 @@ class _Recorder:
             self.reads[node._get_full_key(None)] = OmegaConf.to_container(node, resolve=True)
 
 
-_ACTIVE: ContextVar[_Recorder | None] = ContextVar("widthlab_reads", default=None)
+class _Session:
+    """The recorders of one block: each config's, and whether a read is being named."""
+
+    def __init__(self, recorders: list[_Recorder]) -> None:
+        self.recorders = recorders
+        self.busy = False
+
+    def notify(self, method: str, *args: Any) -> None:
+        if self.busy:
+            return
+        self.busy = True
+        try:
+            for recorder in self.recorders:
+                getattr(recorder, method)(*args)
+        finally:
+            self.busy = False
+
+
+_ACTIVE: ContextVar[_Session | None] = ContextVar("widthlab_reads", default=None)
 _INSTALLED = {"count": 0}  # blocks recording now, in any thread: the wrappers stay while > 0
 _ORIGINALS: list[Any] = []  # OmegaConf's own methods while they are wrapped
 _LOCK = threading.Lock()
@@ -94,13 +114,9 @@ _LOCK = threading.Lock()
 def _wrapped_get_node(original: Any) -> Any:
     def _get_node(self, key, *args, **kwargs):
         node = original(self, key, *args, **kwargs)
-        recorder = _ACTIVE.get()
-        if recorder is not None and not recorder.busy:
-            recorder.busy = True
-            try:
-                recorder.saw(self, key, node)
-            finally:
-                recorder.busy = False
+        session = _ACTIVE.get()
+        if session is not None:
+            session.notify("saw", self, key, node)
         return node
 
     return _get_node
@@ -108,13 +124,9 @@ def _wrapped_get_node(original: Any) -> Any:
 
 def _wrapped_deepcopy(original: Any) -> Any:
     def __deepcopy__(self, memo):
-        recorder = _ACTIVE.get()
-        if recorder is not None and not recorder.busy:
-            recorder.busy = True
-            try:
-                recorder.copied(self)
-            finally:
-                recorder.busy = False
+        session = _ACTIVE.get()
+        if session is not None:
+            session.notify("copied", self)
         return original(self, memo)
 
     return __deepcopy__
@@ -126,18 +138,26 @@ def recorded_reads(cfg: Any) -> Iterator[dict[str, Any]]:
     `{dotted key: value}` mapping, filled as the block reads. Blocks in other threads record
     their own configs' reads (the recorder is per context); OmegaConf's methods are wrapped
     while any block runs and restored when the last one ends."""
+    with recorded_reads_of([cfg]) as (reads,):
+        yield reads
+
+
+@contextmanager
+def recorded_reads_of(cfgs: list[Any]) -> Iterator[list[dict[str, Any]]]:
+    """`recorded_reads` for several configs at once (the jobs of a stack, measured
+    together): each config's reads in its own mapping."""
     from omegaconf import DictConfig
 
-    recorder = _Recorder(cfg)
+    session = _Session([_Recorder(cfg) for cfg in cfgs])
     with _LOCK:
         if _INSTALLED["count"] == 0:
             _ORIGINALS[:] = [DictConfig._get_node, DictConfig.__deepcopy__]
             DictConfig._get_node = _wrapped_get_node(_ORIGINALS[0])
             DictConfig.__deepcopy__ = _wrapped_deepcopy(_ORIGINALS[1])
         _INSTALLED["count"] += 1
-    token = _ACTIVE.set(recorder)
+    token = _ACTIVE.set(session)
     try:
-        yield recorder.reads
+        yield [recorder.reads for recorder in session.recorders]
     finally:
         _ACTIVE.reset(token)
         with _LOCK:

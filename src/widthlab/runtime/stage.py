@@ -39,9 +39,9 @@ def _run_task(cfg) -> None:
     from widthlab.runtime.collector import tune_collector
 
     tune_collector()  # a sweep's worker process starts its jobs here
-    from widthlab.runtime.jobs import run_job
+    from widthlab.runtime.stacks import run_task
 
-    run_job(cfg)
+    run_task(cfg)
 
 
 def _aggregate_task(cfg) -> None:

@@ -45,12 +45,18 @@ class Job:
     record only. `groups` are the config groups it reads (checked before work, logged as
     MLflow params); `peak_memory(cfg)` estimates the bytes one job allocates beyond the
     process's baseline, from the resolved config (used to refuse a sweep that cannot fit).
+
+    A kind that trains networks can train a sweep's networks together (`runtime.stacks`):
+    `measure_batch(cfgs)` measures several jobs at once and returns, per job, its mapping or
+    the exception it failed with; jobs that differ only in `stack_keys` may share a stack.
     """
 
     measure: Callable[[Any], Mapping[str, Any]]
     headline: str | None = None
     groups: tuple[str, ...] = ("data", "model", "study")
     peak_memory: Callable[[Mapping[str, Any]], float] = lambda cfg: 0.0
+    measure_batch: Callable[[list[Any]], list[Mapping[str, Any] | Exception]] | None = None
+    stack_keys: tuple[str, ...] = ()
 
 
 @dataclass

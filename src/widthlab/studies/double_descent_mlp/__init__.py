@@ -33,6 +33,8 @@ class DoubleDescentMLP(Study):
             "test_error",
             groups=("data", "model", "train", "study"),
             peak_memory=job.peak_memory,
+            measure_batch=job.measure_batch,
+            stack_keys=("model.width", "seed"),
         )
     }
     schema = {"peak_band": list_of(positive, min_length=2), "peak_k": positive}

@@ -6,7 +6,9 @@ its C classes; it is trained with Lightning (`widthlab.runtime.training`) on `tr
 against one-hot training labels, a fraction of them flipped (`data.label_noise`), until the
 training loss falls below `train.stop_loss` or `train.max_steps` steps pass. Its size is
 P = Σ_l fan_out·(fan_in + 1) parameters against the interpolation threshold n·C: the network
-can fit any n·C targets only when P ≳ n·C (Belkin et al. 2019, Fig. 4).
+can fit any n·C targets only when P ≳ n·C (Belkin et al. 2019, Fig. 4). The jobs of a sweep
+that differ only in width and seed train as one stack (`measure_batch`): each network
+exactly as alone (`widthlab.runtime.batched_training`), then measured on its own.
 
 Per job, at the final parameters: test_error (0–1, against the clean test labels),
 test_loss, train_loss, train_error (against the noisy training labels), noisy_fit (the
@@ -25,12 +27,24 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from widthlab.losses import DTYPES, evaluate
+from widthlab.runtime.active_runs import active_runs
+from widthlab.runtime.batched_training import train_networks
 from widthlab.runtime.datafiles import load_job_data
 from widthlab.runtime.devices import resolve_device
-from widthlab.runtime.training import train_network
 
 
 def measure(cfg: DictConfig) -> dict[str, Any]:
+    """One job: `measure_batch` of a stack of one."""
+    (outcome,) = measure_batch([cfg])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def measure_batch(cfgs: list[DictConfig]) -> list[dict[str, Any] | Exception]:
+    """Jobs that differ only in width and seed, their networks trained as one stack
+    (`runtime.batched_training`, each exactly as alone), each measured on its own."""
+    cfg = cfgs[0]
     ds = load_job_data(cfg)
     device, dtype = resolve_device(cfg.device), DTYPES[cfg.train.dtype]
 
@@ -41,42 +55,54 @@ def measure(cfg: DictConfig) -> dict[str, Any]:
     x_test, y_test = as_tensor(ds.x_test), as_tensor(ds.y_test)
     n, dim = x_train.shape
     classes = y_train.shape[1]
-    model = instantiate(
-        cfg.model, in_features=dim, out_features=classes, seed=cfg.seed, dtype=dtype, device=device
-    )
-    result = train_network(
-        cfg,
-        model,
+    models = [
+        instantiate(
+            c.model, in_features=dim, out_features=classes, seed=c.seed, dtype=dtype, device=device
+        )
+        for c in cfgs
+    ]
+    results = train_networks(
+        cfgs,
+        models,
         x_train,
         y_train,
         {"train": (x_train, y_train), "test": (x_test, y_test)},
         classification=True,
+        runs=active_runs(len(cfgs)),
     )
-    model.eval()
-    train = evaluate(model, x_train, y_train, cfg.train.loss, classification=True)
-    test = evaluate(model, x_test, y_test, cfg.train.loss, classification=True)
     flipped = torch.as_tensor(ds.extras["flipped_train"], device=device)
-    with torch.no_grad():
-        predicted = model(x_train).argmax(1)
-    noisy_fit = None
-    if bool(flipped.any()):
-        noisy_fit = float((predicted[flipped] == y_train[flipped].argmax(1)).double().mean())
-    params = model.num_parameters()
-    return {
-        "test_error": test["error"],
-        "test_loss": test["loss"],
-        "train_error": train["error"],
-        "train_loss": train["loss"],
-        "noisy_fit": noisy_fit,
-        "n_parameters": params,
-        "n_train": n,
-        "n_classes": classes,
-        "threshold": n * classes,
-        "params_over_threshold": params / (n * classes),
-        "width": int(cfg.model.width),
-        "steps": result.steps,
-        "reached_stop_loss": int(result.stopped_at_threshold),
-    }
+    out: list[dict[str, Any] | Exception] = []
+    for c, model, result in zip(cfgs, models, results, strict=True):
+        if isinstance(result, Exception):
+            out.append(result)
+            continue
+        model.eval()
+        train = evaluate(model, x_train, y_train, c.train.loss, classification=True)
+        test = evaluate(model, x_test, y_test, c.train.loss, classification=True)
+        with torch.no_grad():
+            predicted = model(x_train).argmax(1)
+        noisy_fit = None
+        if bool(flipped.any()):
+            noisy_fit = float((predicted[flipped] == y_train[flipped].argmax(1)).double().mean())
+        params = model.num_parameters()
+        out.append(
+            {
+                "test_error": test["error"],
+                "test_loss": test["loss"],
+                "train_error": train["error"],
+                "train_loss": train["loss"],
+                "noisy_fit": noisy_fit,
+                "n_parameters": params,
+                "n_train": n,
+                "n_classes": classes,
+                "threshold": n * classes,
+                "params_over_threshold": params / (n * classes),
+                "width": int(c.model.width),
+                "steps": result.steps,
+                "reached_stop_loss": int(result.stopped_at_threshold),
+            }
+        )
+    return out
 
 
 def peak_memory(cfg: Mapping[str, Any]) -> float:

@@ -49,9 +49,9 @@ from omegaconf import DictConfig
 
 from widthlab.empirical import empirical_ntk
 from widthlab.losses import DTYPES
+from widthlab.runtime.active_runs import active_run
 from widthlab.runtime.datafiles import load_job_data
 from widthlab.runtime.devices import resolve_device
-from widthlab.runtime.jobs import active_run
 from widthlab.runtime.training import TensorBatches
 from widthlab.stacked_mlp import StackedMLP, batch_losses, coordinate_check, train_stacked
 from widthlab.stats import relative_distance

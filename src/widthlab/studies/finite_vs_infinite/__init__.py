@@ -40,6 +40,8 @@ class FiniteVsInfinite(Study):
             "function_gap",
             groups=("data", "model", "train", "study"),
             peak_memory=job.network_memory,
+            measure_batch=job.measure_networks,
+            stack_keys=("model.width", "seed"),
         ),
         "kernels": Job(job.measure_kernels, None, peak_memory=job.kernels_memory),
     }

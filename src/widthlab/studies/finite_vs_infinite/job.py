@@ -43,9 +43,10 @@ from widthlab.gradient_descent import linearized_prediction
 from widthlab.kernels import nngp_and_ntk, ntk_kernel
 from widthlab.losses import DTYPES
 from widthlab.models.centered import CenteredNetwork
+from widthlab.runtime.active_runs import active_runs
+from widthlab.runtime.batched_training import train_networks
 from widthlab.runtime.datafiles import load_job_data
 from widthlab.runtime.devices import resolve_device
-from widthlab.runtime.training import train_network
 from widthlab.solvers import kernel_ridge_regression
 
 
@@ -137,6 +138,18 @@ def measure_kernels(cfg: DictConfig) -> dict[str, Any]:
 
 
 def measure_network(cfg: DictConfig) -> dict[str, Any]:
+    """One job: `measure_networks` of a stack of one."""
+    (outcome,) = measure_networks([cfg])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def measure_networks(cfgs: list[DictConfig]) -> list[dict[str, Any] | Exception]:
+    """Jobs that differ only in width and seed: the NTK predictor once (it does not depend on
+    either), the centered networks trained as one stack (`runtime.batched_training`, each
+    exactly as alone), each measured against the predictor."""
+    cfg = cfgs[0]
     s, m = cfg.study, cfg.model
     device, dtype = resolve_device(cfg.device), DTYPES[cfg.train.dtype]
     # The kernels in float64 on the job's device (an eigendecomposition of n × n per job).
@@ -148,56 +161,70 @@ def measure_network(cfg: DictConfig) -> dict[str, Any]:
     predicted = linearized_prediction(theta, both, y64, lr, steps).cpu()
     limit_test, limit_train = predicted[:n_test], predicted[n_test:]
     y64, y_test64 = y64.cpu(), y_test64.cpu()
+    limit, limit_fit = scores(limit_test, y_test64), scores(limit_train, y64)  # f_∞,T's
 
     def as_tensor(a: torch.Tensor) -> torch.Tensor:
         return a.to(dtype=dtype, device=device)
 
     x, y, x_test, y_test = (as_tensor(a) for a in (x64, y64, x_test64, y_test64))
-    network = instantiate(
-        m,
-        in_features=x.shape[1],
-        out_features=y.shape[1],
-        seed=cfg.seed,
-        dtype=dtype,
-        device=device,
-    )
-    model = CenteredNetwork(network)
-    result = train_network(
-        cfg,
-        model,
+    networks = [
+        instantiate(
+            c.model,
+            in_features=x.shape[1],
+            out_features=y.shape[1],
+            seed=c.seed,
+            dtype=dtype,
+            device=device,
+        )
+        for c in cfgs
+    ]
+    models = [CenteredNetwork(network) for network in networks]  # θ₀ frozen before training
+    results = train_networks(
+        cfgs,
+        networks,
         x,
         y,
         {"train": (x, y), "test": (x_test, y_test)},
         classification=True,
         lr=lr,
         lr_key="study.lr_fraction",
+        centered=True,
+        runs=active_runs(len(cfgs)),
     )
-    if result.steps != steps:
-        raise RuntimeError(f"trained {result.steps} steps instead of study.steps={steps}")
-    model.eval()
-    with torch.no_grad():
-        f_test = model(x_test).double().cpu()
-        f_train = model(x).double().cpu()
-    test, train = scores(f_test, y_test64), scores(f_train, y64)
-    limit, limit_fit = scores(limit_test, y_test64), scores(limit_train, y64)  # f_∞,T's
-    return {
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        "train_loss": train["loss"],
-        "limit_test_accuracy": limit["accuracy"],
-        "limit_test_loss": limit["loss"],
-        "limit_train_loss": limit_fit["loss"],
-        "accuracy_gap": test["accuracy"] - limit["accuracy"],
-        "loss_gap": test["loss"] - limit["loss"],
-        "function_gap": float(
-            torch.linalg.norm(f_test - limit_test) / torch.linalg.norm(limit_test)
-        ),
-        "agreement": float((f_test.argmax(1) == limit_test.argmax(1)).double().mean()),
-        "lr": lr,
-        "steps": result.steps,
-        "n_train": n,
-        "n_parameters": sum(p.numel() for p in network.parameters()),
-    }
+    out: list[dict[str, Any] | Exception] = []
+    for network, model, result in zip(networks, models, results, strict=True):
+        if isinstance(result, Exception):
+            out.append(result)
+            continue
+        if result.steps != steps:
+            out.append(RuntimeError(f"trained {result.steps} steps instead of study.steps={steps}"))
+            continue
+        model.eval()
+        with torch.no_grad():
+            f_test = model(x_test).double().cpu()
+            f_train = model(x).double().cpu()
+        test, train = scores(f_test, y_test64), scores(f_train, y64)
+        out.append(
+            {
+                "test_accuracy": test["accuracy"],
+                "test_loss": test["loss"],
+                "train_loss": train["loss"],
+                "limit_test_accuracy": limit["accuracy"],
+                "limit_test_loss": limit["loss"],
+                "limit_train_loss": limit_fit["loss"],
+                "accuracy_gap": test["accuracy"] - limit["accuracy"],
+                "loss_gap": test["loss"] - limit["loss"],
+                "function_gap": float(
+                    torch.linalg.norm(f_test - limit_test) / torch.linalg.norm(limit_test)
+                ),
+                "agreement": float((f_test.argmax(1) == limit_test.argmax(1)).double().mean()),
+                "lr": lr,
+                "steps": result.steps,
+                "n_train": n,
+                "n_parameters": sum(p.numel() for p in network.parameters()),
+            }
+        )
+    return out
 
 
 def kernels_memory(cfg: Mapping[str, Any]) -> float:

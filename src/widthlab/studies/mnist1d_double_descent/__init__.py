@@ -37,6 +37,8 @@ class MNIST1DDoubleDescent(Study):
             "test_error",
             groups=("data", "model", "train", "study"),
             peak_memory=job.peak_memory,
+            measure_batch=job.measure_batch,
+            stack_keys=("model.width", "seed"),
         )
     }
     schema = {
