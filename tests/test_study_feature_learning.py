@@ -11,13 +11,14 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from widthlab.data import digits
+from widthlab.distances import relative_distance
 from widthlab.models.mlp import MLP
 from widthlab.runtime.errors import ConfigError
 from widthlab.runtime.jobs import run_job
 from widthlab.runtime.schemas import validate_config
 from widthlab.runtime.training import train_network
 from widthlab.stacked_mlp import StackedMLP, batch_losses, coordinate_check, train_stacked
-from widthlab.stats import grid_minimum, loglog_slope, relative_distance
+from widthlab.stats import grid_minimum, loglog_slope
 from widthlab.studies.feature_learning import FeatureLearning
 from widthlab.studies.feature_learning.summary import summarize
 

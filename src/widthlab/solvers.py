@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from widthlab.stats import relative_distance
+from widthlab.distances import relative_distance
 
 EPS = float(np.finfo(np.float64).eps)
 ROUTES = ("auto", "kernel", "primal")

@@ -1,4 +1,4 @@
-"""Statistics of sweeps: distances, power-law slopes, standard errors, verdicts, rounding.
+"""Statistics of sweeps: power-law slopes, standard errors, verdicts, rounding.
 
 Every comparison the studies report goes through here, so every number compared with a
 theory or a paper carries its uncertainty and a verdict decided by one stated rule:
@@ -21,25 +21,6 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-
-
-def relative_distance(estimate, reference) -> float:
-    """‖estimate − reference‖ / ‖reference‖ (Frobenius; numpy arrays or torch tensors)."""
-    if hasattr(estimate, "detach"):
-        import torch
-
-        a, b = torch.as_tensor(estimate), torch.as_tensor(reference)
-        return float(torch.linalg.norm(a - b) / torch.linalg.norm(b))
-    a, b = np.asarray(estimate, dtype=np.float64), np.asarray(reference, dtype=np.float64)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def relative_diagonal_error(estimate, reference) -> float:
-    """‖diag(estimate) − diag(reference)‖₂ / ‖diag(reference)‖₂ of two square kernels."""
-    import torch
-
-    a, b = torch.as_tensor(estimate), torch.as_tensor(reference)
-    return relative_distance(a.diagonal(), b.diagonal())
 
 
 # --------------------------------------------------------------------------------- slopes

@@ -41,13 +41,13 @@ import torch
 from omegaconf import DictConfig
 
 from widthlab.dataset import Dataset
+from widthlab.distances import relative_distance
 from widthlab.gradient_descent import gradient_descent_closed_form, gradient_descent_dual
 from widthlab.kernels import random_features_kernel
 from widthlab.models.random_features import draw_features, feature_activations
 from widthlab.rf_theory import mei_montanari_risk
 from widthlab.runtime.datafiles import load_job_data
 from widthlab.solvers import kernel_ridge_regression, kkt_residuals, ridge_path
-from widthlab.stats import relative_distance
 from widthlab.width_sweep import nested_grams
 
 

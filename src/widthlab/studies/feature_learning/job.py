@@ -47,6 +47,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from widthlab.distances import relative_distance
 from widthlab.empirical import empirical_ntk
 from widthlab.losses import DTYPES
 from widthlab.runtime.active_runs import active_run
@@ -54,7 +55,6 @@ from widthlab.runtime.datafiles import load_job_data
 from widthlab.runtime.devices import resolve_device
 from widthlab.runtime.training import TensorBatches
 from widthlab.stacked_mlp import StackedMLP, batch_losses, coordinate_check, train_stacked
-from widthlab.stats import relative_distance
 
 CURVE_EVERY = 10  # steps between the points of the batch-loss curves sent to MLflow
 

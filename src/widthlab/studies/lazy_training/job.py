@@ -48,6 +48,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from widthlab.distances import relative_distance
 from widthlab.empirical import empirical_ntk, empirical_ntk_by_output
 from widthlab.gradient_descent import linearized_prediction
 from widthlab.kernels import ntk_kernel
@@ -55,7 +56,6 @@ from widthlab.losses import DTYPES
 from widthlab.runtime.datafiles import load_job_data
 from widthlab.runtime.devices import resolve_device
 from widthlab.runtime.training import train_network
-from widthlab.stats import relative_distance
 
 
 def gap(trained: torch.Tensor, linear: torch.Tensor, initial: torch.Tensor) -> float:

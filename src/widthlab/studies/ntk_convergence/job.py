@@ -40,13 +40,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from widthlab.distances import relative_diagonal_error, relative_distance
 from widthlab.empirical import empirical_ntk
 from widthlab.kernels import nngp_and_ntk, ntk_kernel
 from widthlab.models.mlp import MLP
 from widthlab.network_nngp import empirical_nngp, network_nngp
 from widthlab.runtime.datafiles import load_job_data
 from widthlab.runtime.devices import resolve_device
-from widthlab.stats import relative_diagonal_error, relative_distance
 
 F64 = 8  # bytes
 
