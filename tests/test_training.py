@@ -19,7 +19,8 @@ from widthlab.runtime.training import (
     train_network,
 )
 
-CONF = OmegaConf.load(__file__.replace("tests/test_training.py", "conf/train/gd.yaml"))
+CONF_PATH = __file__.replace("tests/test_training.py", "conf/train/gd.yaml")
+CONF = OmegaConf.load(CONF_PATH)
 
 
 def train_cfg(**changes):
@@ -292,3 +293,32 @@ def test_a_failed_run_still_gets_the_curve_points_it_reached(tmp_path):
     history = client.get_metric_history(run.info.run_id, "epoch/train_loss")
     assert history and history[0].step == 0
     assert history[0].value == pytest.approx(start, rel=1e-12)
+
+
+def test_a_machine_with_slurm_installed_trains_without_lightnings_srun_warning(tmp_path):
+    """A job is one process: with an `srun` on PATH (a cluster's login node, or a machine with
+    the slurm-wlm package) Lightning's warning that srun is not used is noise on every job.
+    In a fresh interpreter (pytest's own warning filters would hide the module's)."""
+    import os
+    import subprocess
+    import sys
+
+    srun = tmp_path / "srun"
+    srun.write_text("#!/bin/sh\nexit 0\n")
+    srun.chmod(0o755)
+    code = (
+        "import torch\n"
+        "from omegaconf import OmegaConf\n"
+        "from widthlab.models.mlp import MLP\n"
+        "from widthlab.runtime.training import MLPTask, TensorBatches, build_trainer, fit\n"
+        f"cfg = OmegaConf.to_container(OmegaConf.load({str(CONF_PATH)!r}))\n"
+        "cfg.update(max_steps=2, dtype='float64')\n"
+        "x = torch.randn(12, 5, dtype=torch.float64); y = torch.randn(12, 3, dtype=torch.float64)\n"
+        "model = MLP(5, 8, 1, out_features=3, seed=0, dtype=torch.float64)\n"
+        "fit(MLPTask(model, 'squared', 'sgd', 1e-2, max_steps=2, stop_loss=None),\n"
+        "    TensorBatches(x, y), build_trainer(cfg))\n"
+    )
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "srun" not in proc.stderr, proc.stderr[-2000:]

@@ -56,6 +56,9 @@ PRECISION = {"float32": "32-true", "float64": "64-true"}
 
 # Lightning's own use of a deprecated torch pytree API, once per process: not ours to fix.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# A job is one process whatever launched it; on a machine with SLURM installed Lightning's
+# checkpoint connector probes for `srun` at every fit and warns that it is not used.
+warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
 # Lightning announces its accelerator choice on every Trainer; one line per job is noise.
 for _name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda"):
     logging.getLogger(_name).setLevel(logging.WARNING)
