@@ -203,7 +203,7 @@ ROWS = [
     ("run", [*MLP, "train.divergence_factor=0"], "train.divergence_factor=0 is not allowed", None),
     ("run", [*MLP, "train.log_every_n_epochs=0"], "train.log_every_n_epochs=0 is not allowed", None),
     ("run", [*MLP, "study.peak_band=[3,1]"], "study.peak_band=[3, 1] is not allowed", None),
-    ("run", [*MLP, "study.peak_k=0"], "study.peak_k=0 is not allowed", None),
+    ("run", [*MLP, "study.peak_effect=0"], "study.peak_effect=0 is not allowed", None),
     ("run", [*MLP, "data=sphere_linear"], "data='sphere_linear' is not allowed", None),
     ("run", [*LAZY, "train=adam"], "train.optimizer='adam' is not allowed", None),
     ("run", [*LAZY, "train.momentum=0.9"], "train.momentum=0.9 is not allowed", None),

@@ -76,13 +76,47 @@ def test_every_number_on_the_page_comes_from_a_summary(tmp_path):
     for line in page.splitlines():
         if line.startswith("| ntk |") or line.startswith("| nngp |"):
             assert line.rstrip().endswith(("| agrees |", "| **differs** |")), line
-    assert "| sphere_linear | 0 | 6 | 0 |" in page  # 6 points, none beyond 3 SE
+    assert "| sphere_linear | 0 | 6 | 0 |" in page  # 6 points, none differ
+    # How the verdicts were judged: each family with its size and the level its smallest p
+    # must beat, and the checks that are not verdicts.
+    assert "*kernel slopes*: 2 tests, smallest p below 0.025 (α/2), 0 differ" in page
+    assert "*theory, sphere_linear λ = 0*: 6 tests" in page
     # Every decimal number on the page is a summary value shown at some precision.
     values = [v for v in _numbers(ntk) | _numbers(rf) if math.isfinite(v)]
     for token in re.findall(r"(?<![\w.])[−-]?\d+\.\d+(?:e[+-]?\d+)?", page):
         x = float(token.replace("−", "-"))
         tolerance = 0.51 * decimals(token.lstrip("−-"))
         assert any(abs(abs(v) - abs(x)) <= tolerance for v in values), token
+
+
+def test_checks_and_explanations_are_printed_apart_from_the_verdicts():
+    from widthlab.runtime.report import family_lines
+
+    lines = family_lines(
+        {
+            "families": [
+                {
+                    "family": "bounds",
+                    "method": "holm",
+                    "alpha": 0.05,
+                    "size": 3,
+                    "first_level": 0.05 / 3,
+                    "differ": 1,
+                },
+            ],
+            "checks": [
+                {"check": "SVM's KKT residuals", "detail": "largest 1e-09 ≤ 1e-08", "passed": True},
+                {"check": "GD's margin", "detail": "largest excess 2e-06", "passed": False},
+            ],
+            "explanations": [
+                {"test": "gap slope, depth 3", "verdict": "pre-asymptotic", "reason": "-0.3 … -0.5"}
+            ],
+        }
+    )
+    text = "\n".join(lines)
+    assert "*bounds*: 3 tests, smallest p below 0.017 (α/3), 1 differ" in text
+    assert "1 of 2 passed" in text and "GD's margin: largest excess 2e-06 — **failed**" in text
+    assert "- gap slope, depth 3: **pre-asymptotic** — −0.3 … −0.5." in text
 
 
 def test_a_figure_is_shown_with_its_caption(tmp_path):

@@ -53,7 +53,9 @@ def test_record_code_follows_imports_across_studies_and_leaves_out_presentation_
     # MNIST-1D's job is double_descent_mlp's: a change to it changes MNIST-1D's records.
     assert "widthlab/studies/double_descent_mlp/job.py" in names
     assert "widthlab/runtime/training.py" in names and "widthlab/models/mlp.py" in names
-    assert not {n for n in names if n.endswith(("summary.py", "figures.py", "report.py"))}
+    assert not {
+        n for n in names if n.endswith(("summary.py", "tables.py", "figures.py", "report.py"))
+    }
     assert not names & sources.GLUE
     assert "widthlab/plotting.py" not in names
     assert not [n for n in names if "/lazy_training/" in n]

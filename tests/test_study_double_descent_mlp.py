@@ -2,6 +2,7 @@
 hand-made records (a peak that is there, one within the noise, one at the edge)."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from widthlab.runtime.jobs import run_job
 from widthlab.studies.double_descent_mlp.summary import summarize
 
-SETTINGS = {"peak_band": [0.3333, 3.0], "peak_k": 2.0}
+SETTINGS = {"peak_band": [0.3333, 3.0], "peak_effect": 0.05}
 
 
 def test_job_counts_parameters_and_the_threshold(compose_cfg, smoke_data, tmp_path):
@@ -120,6 +121,39 @@ def test_a_bump_within_the_noise_is_not_a_peak():
     }
     s = summarize({"train": mlp_records(curve)}, SETTINGS).summary
     assert s["shows_peak"] is False
+    # Four seeds with an SE of 0.025 a point: a 0.05 peak would show about a quarter of the
+    # time, too rarely to call its absence a "differs".
+    assert s["power"] < 0.8 and s["verdict"] == "inconclusive (4 seeds)"
+    sharp = {r: noisy(m, sd=0.002, seeds=6, seed=i) for i, (r, m) in enumerate(
+        ((0.1, 0.3), (1.0, 0.301), (10.0, 0.3)))}  # fmt: skip
+    s = summarize({"train": mlp_records(sharp)}, SETTINGS).summary
+    assert s["power"] > 0.99 and s["verdict"] == "differs"
+
+
+def test_a_curve_falling_through_the_band_has_no_peak_and_says_so_on_the_page():
+    """The cross-entropy curve of the laptop profile falls through the band: its highest
+    point in the band (0.243) is below the best smaller network (0.301). That is no peak, and
+    the page says "differs" where it counts one."""
+    from widthlab.runtime.report import Page
+    from widthlab.studies.double_descent_mlp.report import section
+
+    falling = {
+        0.1: noisy(0.40, sd=0.003, seeds=5),
+        0.2: noisy(0.30, sd=0.003, seeds=5, seed=1),
+        0.35: noisy(0.243, sd=0.003, seeds=5, seed=2),
+        1.0: noisy(0.22, sd=0.003, seeds=5, seed=3),
+        10.0: noisy(0.15, sd=0.003, seeds=5, seed=4),
+    }
+    squared = {0.1: noisy(0.2), 1.0: noisy(0.45, seed=2), 10.0: noisy(0.18, seed=4)}
+    records = mlp_records(squared) + mlp_records(falling, "cross_entropy")
+    result = summarize({"train": records}, SETTINGS)
+    ce = result.summary["other_losses"]["cross_entropy"]
+    assert ce["peak"]["params_over_threshold"] == 0.35 and ce["shows_peak"] is False
+    assert ce["verdict"] == "differs"
+    assert result.metrics["comparisons"] == 2 and result.metrics["agree"] == 1
+    page = Page(pathlib.Path("results"), pathlib.Path("reports/report.md"), "laptop")
+    text = "\n".join(section({**result.summary, "study": "double_descent_mlp"}, page))
+    assert "The same rule, within this curve: no peak, **differs**" in text
 
 
 def test_a_monotone_curve_reports_no_interior_peak():

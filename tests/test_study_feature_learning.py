@@ -260,7 +260,7 @@ def coord_records(slopes: dict[str, float], noise=0.01):
 def transfer_records(optimum, movement, loss_scale=None, grid_min=-6, n_lr=12):
     """Training loss exp(0.3 (e − e*(width))² − 4) · loss_scale(width), noisy, for every
     rate e; feature movement ∝ width^movement[p]; e ≥ e* + 4 diverges."""
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(2)
     out = []
     for p, best in optimum.items():
         for width in WIDTHS:
@@ -328,7 +328,7 @@ def test_verdicts_agree_where_the_records_follow_the_papers(compose_cfg):
     assert mup["wider_is_better"]["verdict"] == "agrees"
     assert results.metrics["comparisons"] == results.metrics["agree"] > 10
     assert results.metrics["mup_best_lr_shift_steps"] == 0
-    assert len(results.metrics) <= 4
+    assert len(results.metrics) <= 5
 
 
 def test_verdicts_differ_where_the_records_contradict_the_papers(compose_cfg):

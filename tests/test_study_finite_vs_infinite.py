@@ -154,6 +154,7 @@ def test_gaps_shrinking_like_the_bound_agree():
     assert result.metrics == {
         "comparisons": 2,
         "agree": 2,
+        "inconclusive": 0,
         "fvi_function_gap_slope_deepest": pytest.approx(-0.5, abs=0.05),
         "fvi_first_width_within_se_deepest": None,  # a 3% noise never reaches the gap's SE
     }

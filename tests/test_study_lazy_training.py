@@ -145,3 +145,45 @@ def test_a_slope_outside_the_papers_value_is_flagged_differs():
     assert fits["ntk_change"]["verdict"] == "differs"  # −0.7 against Lee et al.'s −1
     assert fits["linearization_gap"]["verdict"] == "differs"  # slower than the −1/2 bound
     assert fits["weight_change_layer_1"]["verdict"] == "agrees"
+
+
+def activation_records(exponents: dict[str, float], seeds=5, noise=0.03):
+    """The activation sweep's records: the NTK change ∝ width^exponent per activation."""
+    rng = np.random.default_rng(7)
+    out = []
+    for activation, exponent in exponents.items():
+        for width in (64, 128, 256, 512, 1024, 2048):
+            for seed in range(seeds):
+                value = 3.0 * width**exponent * math.exp(noise * rng.standard_normal())
+                out.append(
+                    {
+                        "key": f"{activation}w{width}s{seed}",
+                        "status": "ok",
+                        "metrics": {"ntk_change": value},
+                        "job": {
+                            "model.width": width,
+                            "model.activation": activation,
+                            "seed": seed,
+                        },
+                    }
+                )
+    return out
+
+
+def test_the_activation_sweep_tells_a_relu_exponent_from_a_shared_one():
+    """A ReLU exponent of −0.75 held steady against erf's −1: ReLU differs, steadily
+    ("real"), and differs from erf; the same −0.75 for both: they share it."""
+    own = summarize(
+        {"train": lazy_records(LEE), "activations": activation_records({"relu": -0.75, "erf": -1})},
+        SETTINGS,
+    ).summary
+    fits = own["activations"]["fits"]
+    assert fits["relu"]["verdict"] == "differs" and fits["erf"]["verdict"] == "agrees"
+    assert own["activations"]["explained"]["relu"]["verdict"] == "real"
+    assert own["activations"]["relu_minus_erf"]["p"] < 0.05
+    assert "ReLU's own" in own["activations"]["relu_minus_erf"]["finding"]
+    assert any(e["test"].endswith("relu (activation sweep)") for e in own["explanations"])
+    shared = summarize(
+        {"activations": activation_records({"relu": -0.75, "erf": -0.75})}, SETTINGS
+    ).summary["activations"]
+    assert shared["relu_minus_erf"]["p"] > 0.05 and "share" in shared["relu_minus_erf"]["finding"]

@@ -20,8 +20,7 @@ from widthlab.studies.max_margin.summary import summarize
 SETTINGS = {
     "kkt_tolerance": 1e-8,
     "decades_checked": 3,
-    "peak_k": 2.0,
-    "separability": {"z_max": 2.0},
+    "peak_effect": 0.05,
 }
 
 
@@ -74,8 +73,8 @@ def test_a_training_set_that_is_not_separable_is_reported_as_such(
     results = summarize({"binary": [record, good]}, SETTINGS)
     entry = results.summary["implicit_bias"]["binary_sphere_linear"]
     assert entry["separable_jobs"] == 1 and entry["not_separable"][0]["key"] == record["key"]
-    assert {entry[c]["verdict"] for c in ("kkt", "margin", "gap_decreasing")} == {"agrees"}
-    assert entry["gap_decreasing"]["jobs"] == 1
+    assert entry["kkt"]["passed"] and entry["margin"]["passed"]
+    assert entry["gap_decreasing"]["verdict"] == "agrees" and entry["gap_decreasing"]["jobs"] == 1
     only_bad = summarize({"binary": [record]}, SETTINGS)
     assert "kkt" not in only_bad.summary["implicit_bias"]["binary_sphere_linear"]
     assert only_bad.metrics["comparisons"] == 0  # no verdict, and no "differs"
@@ -189,29 +188,42 @@ def implicit_record(seed, gap=None, margin_excess=-0.2, kkt=1e-14, share=None, p
     }
 
 
-def verdicts(records):
-    entry = summarize({"binary": records}, SETTINGS).summary["implicit_bias"]["binary_digits"]
-    return {c: entry[c]["verdict"] for c in ("kkt", "margin", "gap_decreasing",
-                                              "support_share_increasing")}  # fmt: skip
+def outcomes(records):
+    """The solver's checks (passed or not) and the claims' verdicts of one problem."""
+    results = summarize({"binary": records}, SETTINGS)
+    entry = results.summary["implicit_bias"]["binary_digits"]
+    out = {c: "passed" if entry[c]["passed"] else "failed" for c in ("kkt", "margin")}
+    out |= {c: entry[c]["verdict"] for c in ("gap_decreasing", "support_share_increasing")}
+    return out, results
 
 
 def test_runs_that_agree_with_the_theory_pass_every_check():
-    assert set(verdicts([implicit_record(0), implicit_record(1)]).values()) == {"agrees"}
+    out, results = outcomes([implicit_record(0), implicit_record(1)])
+    assert out == {
+        "kkt": "passed",
+        "margin": "passed",
+        "gap_decreasing": "agrees",
+        "support_share_increasing": "agrees",
+    }
+    # The solver's checks are listed as checks, not counted among the verdicts.
+    assert [c["passed"] for c in results.summary["checks"]] == [True, True]
+    assert results.metrics["comparisons"] == 2 and results.metrics["checks_failed"] == 0
 
 
 @pytest.mark.parametrize(
-    ("change", "failing"),
+    ("change", "failing", "word"),
     [
-        ({"kkt": 1e-6}, "kkt"),
-        ({"margin_excess": 1e-6}, "margin"),  # GD above the "maximum": a wrong SVM
-        ({"gap": [0.5, 0.3, 0.1, 0.12, 0.03]}, "gap_decreasing"),  # rose in the last decades
-        ({"share": [0.5, 0.6, 0.8, 0.7, 0.95]}, "support_share_increasing"),
+        ({"kkt": 1e-6}, "kkt", "failed"),
+        ({"margin_excess": 1e-6}, "margin", "failed"),  # GD above the "maximum": a wrong SVM
+        ({"gap": [0.5, 0.3, 0.1, 0.12, 0.03]}, "gap_decreasing", "differs"),  # rose late
+        ({"share": [0.5, 0.6, 0.8, 0.7, 0.95]}, "support_share_increasing", "differs"),
     ],
 )
-def test_each_check_can_fail(change, failing):
-    out = verdicts([implicit_record(0), implicit_record(1, **change)])
-    assert out[failing] == "differs"
-    assert {v for k, v in out.items() if k != failing} == {"agrees"}
+def test_each_check_and_claim_can_fail(change, failing, word):
+    out, results = outcomes([implicit_record(0), implicit_record(1, **change)])
+    assert out[failing] == word
+    assert {v for k, v in out.items() if k != failing} <= {"agrees", "passed"}
+    assert results.metrics["checks_failed"] == (word == "failed")
 
 
 def cover_records(n=24, draws=200, shift=None):
@@ -239,12 +251,19 @@ def cover_records(n=24, draws=200, shift=None):
 
 def test_cover_verdict_agrees_with_its_own_expectation_and_flags_a_shift():
     sep = summarize({"separability": cover_records()}, SETTINGS).summary["separability"]
-    assert sep["verdict"] == "agrees" and sep["beyond_z_max"] == 0 and sep["draws"] == 400
+    assert sep["differ"] == 0 and sep["draws"] == 400
+    assert {p["verdict"] for p in sep["by_point"]} == {"agrees"}
+    assert sep["family"]["size"] == 5 and sep["family"]["first_level"] == pytest.approx(0.01)
     assert sep["half_crossing_d_over_n"] == pytest.approx(0.5, abs=0.02)
     shifted = summarize({"separability": cover_records(shift=3.5)}, SETTINGS).summary
     point = next(p for p in shifted["separability"]["by_point"] if p["width"] == 12)
-    assert point["verdict"] == "differs" and point["z"] > 2
-    assert shifted["separability"]["verdict"] == "differs"
+    assert point["verdict"] == "differs" and point["z"] > 2 and point["holm_p"] < 0.05
+    # At d = n/2 Cover's p is ½: the exact two-sided p-value is twice the upper tail,
+    # summed here with exact integers.
+    count = round(point["separable_fraction"] * 400)
+    tail = sum(math.comb(400, k) for k in range(count, 401)) / 2**400
+    assert point["p"] == pytest.approx(2 * tail, rel=1e-9)
+    assert shifted["separability"]["differ"] == 1
 
 
 def classification_records(bump: float, seeds=4):
@@ -298,8 +317,9 @@ def test_summary_tables_and_metrics_are_small():
         "separability.csv",
         "classification.csv",
     }
-    assert len(results.metrics) <= 6
-    assert results.metrics["comparisons"] == results.metrics["agree"] == 4 + 1 + 2
+    assert len(results.metrics) <= 8
+    # Two claims per problem (the checks are not counted), five Cover points, two peaks.
+    assert results.metrics["comparisons"] == results.metrics["agree"] == 2 + 5 + 2
 
 
 def test_figures_plot_the_tables_and_the_report_reads_the_summary(tmp_path):
@@ -335,5 +355,5 @@ def test_figures_plot_the_tables_and_the_report_reads_the_summary(tmp_path):
         "settings": {**SETTINGS, "digit_classes": [3, 8]},
     }
     text = "\n".join(MaxMargin.report(summary, Page(tmp_path, tmp_path / "report.md", "smoke")))
-    assert "class 3 against 8" in text and "0 of 5 points beyond 2 SE" in text
+    assert "class 3 against 8" in text and "0 of 5 points differ" in text
     assert text.count("| agrees |") >= 3 and "**differs**" not in text

@@ -137,3 +137,18 @@ def test_a_sweep_below_the_threshold_is_warned_about(compose_cfg, smoke_data):
     warnings = study.sweep_warnings(configs([2, 3]))
     assert len(warnings) == 1 and "does not cross n = 200" in warnings[0]
     assert study.sweep_warnings(configs([3, 8])) == []
+
+
+def test_two_seeds_cannot_tell_a_missing_peak_and_five_can(settings):
+    """The referee's case: width 16's two runs 0.449 and 0.511 leave a peak 6 points high
+    within the noise. With two seeds the rule cannot see the published peak's height (power
+    below 80%): inconclusive, not "differs"; a flat curve measured sharply on five seeds
+    differs."""
+    curve = {16: 0.48, 47: 0.50, 104: 0.49, 300: 0.455}
+    two = summarize(records(curve, seeds=2, sd=0.03), settings).summary["comparisons"]
+    assert two["shows_peak"]["effect"] == pytest.approx(0.5405 - 0.4724)  # published height
+    assert two["shows_peak"]["power"] < 0.8
+    assert two["shows_peak"]["verdict"] == "inconclusive (2 seeds)"
+    flat = {16: 0.48, 47: 0.481, 104: 0.48, 300: 0.455}
+    five = summarize(records(flat, seeds=5, sd=0.003), settings).summary["comparisons"]
+    assert five["shows_peak"]["power"] > 0.99 and five["shows_peak"]["verdict"] == "differs"

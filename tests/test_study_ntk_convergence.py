@@ -85,12 +85,12 @@ def test_a_probe_larger_than_the_data_is_a_config_error(compose_cfg, smoke_data)
 
 
 def kernel_records(slope, seeds=3):
-    # Seed offsets of −5%, 0, +5% in log at every width: the pooled slope is exact, and the
-    # residuals give its interval a width.
+    # Seed offsets of −5%, 0, +5% in log and seed slopes off by −0.01, 0, +0.01: the pooled
+    # slope is exact, and the seeds' own slopes give its interval a width.
     out = []
     for width in (64, 128, 256, 512, 1024):
         for seed in range(seeds):
-            d = 2.0 * width**slope * math.exp(0.05 * (seed - 1))
+            d = 2.0 * width ** (slope + 0.01 * (seed - 1)) * math.exp(0.05 * (seed - 1))
             out.append(
                 {
                     "key": f"w{width}s{seed}",
@@ -121,8 +121,24 @@ def test_a_slope_of_minus_one_half_agrees_and_one_of_minus_0_3_differs():
     fit = good.summary["slopes"]["ntk_depth1_relu"]
     assert fit["slope"] == pytest.approx(-0.5, abs=0.05) and fit["verdict"] == "agrees"
     assert fit["n"] == 15 and fit["widths"] == [64, 128, 256, 512, 1024]
-    bad = summarize({"kernels": kernel_records(-0.3)}, SETTINGS).summary["slopes"]
-    assert bad["ntk_depth1_relu"]["verdict"] == "differs"
+    assert fit["seeds"] == 3 and fit["dof"] == 2 and fit["family"] == "kernel slopes"
+    bad = summarize({"kernels": kernel_records(-0.3)}, SETTINGS).summary
+    assert bad["slopes"]["ntk_depth1_relu"]["verdict"] == "differs"
+    assert bad["families"] == [
+        {
+            "family": "kernel slopes",
+            "method": "holm",
+            "alpha": 0.05,
+            "size": 2,
+            "first_level": 0.025,
+            "differ": 2,
+        }
+    ]
+    # A slope that still differs after the family is explained from the study's own numbers.
+    assert [e["test"] for e in bad["explanations"]] == [
+        "NTK slope, depth 1, relu",
+        "NNGP slope, depth 1, relu",
+    ]
 
 
 def circle_records(sd_narrow, sd_wide, seeds=(200, 200)):

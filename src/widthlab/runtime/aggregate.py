@@ -8,9 +8,11 @@ and writes, in `results/<name>/`:
                  settings they were judged by, the failed jobs (key and reason), stale
                  records left out and jobs of the sweep with no record, the figure captions,
                  and `metrics`: a dozen flat headline numbers, the sweep runs' MLflow metrics
-  metrics.json   DVC's metric, three numbers a study so that `dvc exp show` stays narrow:
-                 `differs` (verdicts that differ from the theory or the paper),
-                 `failed_jobs` and the study's `headline_metric`
+  metrics.json   DVC's metric, a few numbers a study so that `dvc exp show` stays narrow:
+                 `differs` (verdicts that differ from the theory or the paper, after the
+                 study's families are judged), `inconclusive` (rules too weak at this seed
+                 count to say), `failed_jobs`, the study's `headline_metric`, and
+                 `checks_failed` when a computation's own check failed
   tables/        records.csv, one row per job and condition (identity, status, metrics),
                  and the study's own tables (curves.csv, ...): mean, sd, SE and count over
                  seeds
@@ -184,6 +186,10 @@ def dvc_metrics(study: Study, metrics: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"failed_jobs": metrics.get("failed_jobs")}
     if isinstance(metrics.get("comparisons"), int) and isinstance(metrics.get("agree"), int):
         out["differs"] = metrics["comparisons"] - metrics["agree"]
+    if isinstance(metrics.get("inconclusive"), int):
+        out["inconclusive"] = metrics["inconclusive"]
+    if metrics.get("checks_failed"):
+        out["checks_failed"] = metrics["checks_failed"]
     if study.headline_metric is not None:
         out[study.headline_metric] = metrics.get(study.headline_metric)
     return out

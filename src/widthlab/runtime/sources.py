@@ -40,8 +40,9 @@ GLUE = frozenset(
         "widthlab/runtime/collector.py",
     }
 )
-# A study's modules that only present its records (summary, figures, report section).
-PRESENTATION_MODULES = frozenset({"summary.py", "figures.py", "report.py"})
+# A study's modules that only present its records (summary, its tables, figures, report
+# section): no record depends on them.
+PRESENTATION_MODULES = frozenset({"summary.py", "tables.py", "figures.py", "report.py"})
 
 _SKIPPED = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING}
 _STATEMENT_START = {tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
@@ -191,7 +192,7 @@ def _normalized(path: Path, mtime_ns: int) -> bytes:
 
 
 def is_presentation(path: Path) -> bool:
-    """A study's summary, figures or report module (of any study)."""
+    """A study's summary, tables, figures or report module (of any study)."""
     return path.name in PRESENTATION_MODULES and "studies" in path.parts
 
 

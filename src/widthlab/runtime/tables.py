@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from widthlab.stats import loglog_slope, slope_verdict
+from widthlab.stats import seed_slope, slope_test
 
 
 def short(key: str) -> str:
@@ -102,25 +102,32 @@ def mean_std_curves(
 
 
 def slope_summary(
-    rows: list[Mapping[str, Any]], x: str, metric: str, reference: float | None = None
+    rows: list[Mapping[str, Any]],
+    x: str,
+    metric: str,
+    reference: float | None = None,
+    claim: str = "equals",
 ) -> dict[str, Any]:
-    """Pooled OLS log-log slope over every (seed, x) point with its 95% interval, the spread
-    of per-seed slopes, and against `reference` (a paper's exponent) its verdict."""
+    """The log-log slope of `metric` against `x` over the ok rows, pooled over seeds, with a
+    95% interval whose independent unit is the seed (`stats.seed_slope`; the pooled fit's
+    own interval beside it as `ols_ci_*`), and against `reference` (a paper's exponent,
+    `claim` "equals" or "at_most": `stats.slope_test`) its p-value and unadjusted verdict;
+    the study's family (`stats.judge_family`) decides the verdict."""
     ok = [r for r in rows if r["status"] == "ok" and r.get(metric) is not None]
-    fit = loglog_slope(np.array([r[x] for r in ok]), np.array([r[metric] for r in ok]))
-    per_seed = []
-    for seed in sorted({r["seed"] for r in ok}):
-        mine = [r for r in ok if r["seed"] == seed]
-        s = loglog_slope(np.array([r[x] for r in mine]), np.array([r[metric] for r in mine]))
-        if math.isfinite(s.slope):
-            per_seed.append(s.slope)
-    out = {
-        **fit.as_dict(),
-        "per_seed_slope_mean": float(np.mean(per_seed)) if per_seed else None,
-        "per_seed_slope_std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None,
-        "widths": sorted({r[x] for r in ok}),
-    }
+    fit = seed_slope([r[x] for r in ok], [r[metric] for r in ok], [r["seed"] for r in ok])
+    fit["widths"] = sorted({r[x] for r in ok})
     if reference is not None:
-        out["reference"] = reference
-        out["verdict"] = slope_verdict(out, reference)
-    return out
+        slope_test(fit, reference, claim)
+    return fit
+
+
+def per_seed_matrix(
+    rows: list[Mapping[str, Any]], x: str, metric: str
+) -> tuple[list[Any], list[list[float]]]:
+    """(the sorted values of `x`, one list per seed of `metric` at each of them, NaN where
+    the seed has no ok row): the input of `stats.explain_slope`."""
+    ok = [r for r in rows if r["status"] == "ok" and r.get(metric) is not None]
+    xs = sorted({r[x] for r in ok})
+    seeds = sorted({r["seed"] for r in ok}, key=str)
+    table = {(r["seed"], r[x]): float(r[metric]) for r in ok}
+    return xs, [[table.get((s, v), math.nan) for v in xs] for s in seeds]

@@ -37,7 +37,7 @@ class DoubleDescentMLP(Study):
             stack_keys=("model.width", "seed"),
         )
     }
-    schema = {"peak_band": list_of(positive, min_length=2), "peak_k": positive}
+    schema = {"peak_band": list_of(positive, min_length=2), "peak_effect": positive}
     plots = (
         PlotSpec(
             "test and train error vs P/(n·C)",

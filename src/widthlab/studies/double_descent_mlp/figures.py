@@ -66,10 +66,8 @@ def mlp_double_descent_figure(rows: Sequence[Row], summary: Mapping | None = Non
             gid="threshold",
         )
         ax.legend(fontsize=8)
-    ax_test.set_title(
-        "Test error peaks where the network can first fit the noisy labels", fontsize=10
-    )
-    ax_train.set_title("Training loss reaches the stopping threshold beyond P ≈ n·C", fontsize=10)
+    ax_test.set_title("Test and train error against P/(n·C)", fontsize=10)
+    ax_train.set_title("Training and test loss against P/(n·C)", fontsize=10)
     extra = ""
     if summary and summary.get("threshold"):
         extra = (
@@ -77,7 +75,7 @@ def mlp_double_descent_figure(rows: Sequence[Row], summary: Mapping | None = Non
             f"{summary.get('optimizer')} steps; "
         )
     note = sample_size_note(rows, ["test_error"])
-    fig.suptitle(f"MLP double descent, one hidden layer ({extra}{note})")
+    fig.suptitle(f"One-hidden-layer MLP: error against size ({extra}{note})")
     return fig
 
 
@@ -126,10 +124,10 @@ def loss_comparison_figure(rows: Sequence[Row], summary: Mapping | None = None) 
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=8)
     axes[0].set_title("Test error: squared loss against cross-entropy", fontsize=10)
-    axes[1].set_title("Fitting the noisy training labels", fontsize=10)
+    axes[1].set_title("Train error on the noisy training labels", fontsize=10)
     extra = ""
     if summary and summary.get("threshold"):
         extra = f"n·C = {summary['threshold']}, ≤ {summary.get('max_steps')} steps; "
     note = sample_size_note(rows, ["test_error"])
-    fig.suptitle(f"MLP double descent, two losses ({extra}{note})")
+    fig.suptitle(f"One-hidden-layer MLP, two losses ({extra}{note})")
     return fig

@@ -1,14 +1,18 @@
 """`double_descent_mlp`'s results: the test-error curve against P/(n·C) and its peak, per
 training loss.
 
-Rule (settings from the study config, recorded in the summary): the peak is the highest
-seed-averaged test error among the widths with P/(n·C) in `peak_band`; it must be interior
-to the sweep, and it "shows" when it is above both the best smaller network and the largest
-one by more than `peak_k` standard errors of the difference (SE = sd/√seeds of each mean).
+Rule (settings from the study config, recorded in the summary): the candidate peak is, among
+the widths with P/(n·C) in `peak_band`, the one whose seed-averaged test error rises most
+above the lowest error at a smaller width (where none rises, the highest error in the band).
+It must be interior to the sweep, and it "shows" when it is above the lowest error on each
+side of it (`stats.peak_test`: a one-sided Welch t-test each side, both at 5%). Where it does
+not show, the rule states its power against a peak `peak_effect` above each side (the
+smallest peak the study is meant to see) at the observed standard errors and seed count;
+below 80% the verdict is "inconclusive (k seeds)", not "differs".
 
-The squared-loss curve (the main sweep) fills the top level of the summary as it always
-has; the curve of each other loss (the `cross_entropy` sweep) is judged by the same rule
-and goes under `other_losses.<loss>`. The curves table has a `loss` column.
+The squared-loss curve (the main sweep) fills the top level of the summary; the curve of each
+other loss (the `cross_entropy` sweep) is judged by the same rule, within its own curve, and
+goes under `other_losses.<loss>`. The curves table has a `loss` column.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 from widthlab.runtime.study import Results
 from widthlab.runtime.tables import mean_std_curves, tidy_rows
-from widthlab.stats import clearly_above
+from widthlab.stats import count_verdicts, peak_candidate, peak_test
 
 METRICS = (
     "test_error",
@@ -63,36 +67,33 @@ def point(c: Mapping[str, Any]) -> dict[str, Any]:
 
 def peak_summary(table: list[dict], settings: Mapping[str, Any]) -> dict[str, Any]:
     low, high = settings["peak_band"]
-    k = float(settings["peak_k"])
-    band = [c for c in table if low <= c["params_over_threshold"] <= high]
-    if not band:
-        return {"interior_peak": False, "shows_peak": False, "peak": None}
-    peak = max(band, key=lambda c: c["test_error_mean"])
-    interior = table[0] is not peak and table[-1] is not peak
-    before = [c for c in table if c["width"] < peak["width"]]
-    left = min(before, key=lambda c: c["test_error_mean"]) if before else peak
-    last = table[-1]
-
-    def above(other: Mapping[str, Any]) -> bool | None:
-        return clearly_above(
-            peak["test_error_mean"],
-            peak.get("test_error_se"),
-            other["test_error_mean"],
-            other.get("test_error_se"),
-            k,
-        )
-
-    decided = [above(left), above(last)]
-    shows = False if not interior else (None if None in decided else all(decided))
-    return {
-        "interior_peak": interior,
-        "shows_peak": shows,
-        "peak": point(peak),
-        "best_below_peak": point(left),
-        "largest_width": point(last),
-        "peak_above_best_below": decided[0],
-        "peak_above_largest": decided[1],
+    inside = [i for i, c in enumerate(table) if low <= c["params_over_threshold"] <= high]
+    index = peak_candidate([c["test_error_mean"] for c in table], inside)
+    if index is None:
+        return {"interior_peak": False, "shows_peak": False, "peak": None, "verdict": "differs"}
+    test = peak_test(
+        [c["test_error_mean"] for c in table],
+        [c.get("test_error_se") for c in table],
+        [c["test_error_count"] for c in table],
+        float(settings["peak_effect"]),
+        index,
+    )
+    out: dict[str, Any] = {
+        "interior_peak": test["interior"],
+        "shows_peak": test["shows"],
+        "peak": point(table[index]),
+        "largest_width": point(table[-1]),
+        "peak_effect": test["effect"],
+        "p": test.get("p"),
+        "power": test.get("power"),
+        "verdict": test["verdict"],
     }
+    sides = test.get("sides") or {}
+    if "left" in sides:
+        out["best_below_peak"] = point(table[sides["left"]["index"]])
+        out["best_above_peak"] = point(table[sides["right"]["index"]])
+        out["sides"] = sides
+    return out
 
 
 def curve_summary(table: list[dict], ok: list[dict], settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,12 +132,9 @@ def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) ->
     others = {loss: entry(loss) for loss in losses[1:]}
     if others:
         out["other_losses"] = others
-    verdicts = [e.get("shows_peak") for e in (out, *others.values()) if e]
-    decided = [v for v in verdicts if v is not None]
     ce = others.get("cross_entropy", {})
     metrics = {
-        "comparisons": len(decided),
-        "agree": sum(bool(v) for v in decided),
+        **count_verdicts([e for e in (out, *others.values()) if e]),
         "peak_params_over_threshold": (out.get("peak") or {}).get("params_over_threshold"),
         "peak_test_error": (out.get("peak") or {}).get("test_error"),
         "largest_width_test_error": (out.get("largest_width") or {}).get("test_error"),

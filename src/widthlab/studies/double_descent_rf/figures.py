@@ -76,7 +76,7 @@ def rf_double_descent_figure(rows: Sequence[Row], name: str = "sphere_linear") -
     shown = np.asarray([v for v in shown if v > 0])
     # Ridgeless theory diverges at d = n (~1e7 here): clip to the data to keep curves legible.
     ax.set_ylim(shown.min() / 1.5, shown.max() * 3)
-    ax.set_title("test risk: peak at d = n, tamed by ridge")
+    ax.set_title("test risk against d/n, per ridge λ")
     handles, _ = ax.get_legend_handles_labels()
     styles = [Line2D([], [], color="0.3", ls="-", marker="o", ms=3, label="experiment")]
     if any(ln.get_gid().startswith("theory") for ln in ax.get_lines()):
@@ -111,7 +111,7 @@ def rf_double_descent_figure(rows: Sequence[Row], name: str = "sphere_linear") -
         ax.set_title(title)
         ax.legend(fontsize=8, loc="best", framealpha=0.9)
     note = sample_size_note(rows, [risk, "train_mse", "beta_norm"])
-    fig.suptitle(f"Random-features regression on {name}: double descent ({note})")
+    fig.suptitle(f"Random-features regression on {name}: test risk against width ({note})")
     return fig
 
 
@@ -146,7 +146,7 @@ def gd_min_norm_figure(rows: Sequence[Row], name: str = "sphere_linear") -> Figu
             band(ax, x, m, s, colour=colours[i], label=label, gid=metric)
     ax.axhline(EPS64, color="k", ls="--", lw=1, label=f"float64 ε = {EPS64:.1e}", gid="eps")
     log_axes(ax, _DN, "relative error (dimensionless)")
-    ax.set_title("GD limit = minimum-norm interpolator")
+    ax.set_title("GD limit against the minimum-norm interpolator")
     lo, hi = ax.get_ylim()
     ax.set_ylim(min(lo, EPS64 / 10), max(hi, 1e-9))
     ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
@@ -164,10 +164,10 @@ def gd_min_norm_figure(rows: Sequence[Row], name: str = "sphere_linear") -> Figu
         )
     _threshold(ax2)
     log_axes(ax2, _DN, "gradient-descent steps")
-    ax2.set_title("convergence slows down near d = n")
+    ax2.set_title("steps to reach the minimum-norm solution")
     ax2.legend(fontsize=8, loc="upper right", framealpha=0.9)
     note = sample_size_note(rows, [m for m, _ in _GD_METRICS] + ["gd_steps_to_min_norm"])
-    fig.suptitle(f"Gradient descent → minimum norm on {name}, λ = 0 ({note})")
+    fig.suptitle(f"Gradient descent and the minimum-norm solution on {name}, λ = 0 ({note})")
     return fig
 
 
@@ -210,7 +210,7 @@ def gd_early_stopping_figure(
     log_axes(ax, _DN, "excess test risk  E(f̂ − f*)²")
     ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
     ax.set_title(
-        f"Early-stopped GD on {name} stays bounded at d = n; t = ∞ blows up\n({note})",
+        f"Early-stopped GD on {name} against t = ∞ (min-norm), excess risk against d/n\n({note})",
         fontsize=10,
     )
     return fig

@@ -7,11 +7,16 @@ Rules (thresholds from the study config, recorded in the summary under `settings
   side by more than `peak_k` standard errors of the difference (`stats.find_peak`); a
   maximum at an end of the grid is "no interior peak";
 * against the theory, every point outside `theory_excluded_band` (in d/n; the theory is
-  asymptotic and diverges at d = n) gets z = (mean − theory)/SE; points with |z| > 3 are
-  counted, and the RMS of z summarizes the agreement (≈ 1 for a theory that is right up to
-  sampling noise); the largest relative deviation is kept as a secondary number;
-* the KKT and gradient-descent residuals pass when the largest over every interpolating
-  ridgeless job is ≤ `kkt_tolerance`.
+  asymptotic and diverges at d = n) gets t = (mean − theory)/SE with seeds − 1 degrees of
+  freedom and its two-sided p-value. A seed's features are nested across d/n (one draw), so
+  the points of a curve are not independent: they are one family, judged by Holm's
+  procedure, which holds under any dependence; the curve agrees with the theory when no
+  point differs. The RMS of z summarizes the agreement (≈ 1 for a theory right up to
+  sampling noise, but not a test: the points share draws); the largest relative deviation
+  is kept as a secondary number;
+* checks (the computation's own consistency, not verdicts): the KKT and gradient-descent
+  residuals pass when the largest over every interpolating ridgeless job is
+  ≤ `kkt_tolerance`.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 
 from widthlab.runtime.study import Results
 from widthlab.runtime.tables import mean_std_curves, tidy_rows
-from widthlab.stats import Z_FLAG, find_peak, z_score
+from widthlab.stats import Z_FLAG, count_verdicts, find_peak, judge_family, mean_test, z_score
 
 METRICS = (
     "excess_risk",
@@ -93,7 +98,9 @@ def _at(c: Mapping[str, Any], metric: str) -> dict[str, Any]:
     }
 
 
-def theory_comparison(mine: list[dict], band: tuple[float, float]) -> dict[str, Any] | None:
+def theory_comparison(
+    mine: list[dict], band: tuple[float, float], name: str
+) -> dict[str, Any] | None:
     points = [
         c
         for c in mine
@@ -105,6 +112,12 @@ def theory_comparison(mine: list[dict], band: tuple[float, float]) -> dict[str, 
     for c in points:
         z = z_score(c["excess_risk_mean"], c.get("excess_risk_se"), c["theory_excess_risk_mean"])
         rel = c["excess_risk_mean"] / c["theory_excess_risk_mean"] - 1
+        test = mean_test(
+            c["excess_risk_mean"],
+            c.get("excess_risk_se"),
+            c.get("excess_risk_count", 0),
+            c["theory_excess_risk_mean"],
+        )
         table.append(
             {
                 "d_over_n": c["d_over_n"],
@@ -112,6 +125,7 @@ def theory_comparison(mine: list[dict], band: tuple[float, float]) -> dict[str, 
                 "se": c.get("excess_risk_se"),
                 "theory": c["theory_excess_risk_mean"],
                 "z": z,
+                "p": test["p"],
                 "relative_deviation": rel,
             }
         )
@@ -119,19 +133,23 @@ def theory_comparison(mine: list[dict], band: tuple[float, float]) -> dict[str, 
             zs.append(z)
     worst = max(table, key=lambda p: abs(p["relative_deviation"]))
     beyond = sum(abs(z) > Z_FLAG for z in zs)
+    family = judge_family(table, f"theory, {name}")
+    decided = [t["verdict"] for t in table if t.get("verdict")]
     return {
+        "family": family,
+        "points_differ": family["differ"],
         "points": len(table),
         "beyond_3se": beyond,
         "rms_z": float(math.sqrt(np.mean(np.square(zs)))) if zs else None,
         "max_abs_z": float(max(abs(z) for z in zs)) if zs else None,
         "max_relative_deviation": abs(worst["relative_deviation"]),
         "max_relative_deviation_at": worst["d_over_n"],
-        "verdict": None if not zs else ("agrees" if beyond == 0 else "differs"),
+        "verdict": None if not decided else ("differs" if family["differ"] else "agrees"),
         "by_point": table,
     }
 
 
-def curve_summary(mine: list[dict], settings: Mapping[str, Any]) -> dict[str, Any]:
+def curve_summary(mine: list[dict], settings: Mapping[str, Any], name: str) -> dict[str, Any]:
     metric = "excess_risk" if "excess_risk_mean" in mine[0] else "test_mse"
     peak = find_peak(
         [c[f"{metric}_mean"] for c in mine],
@@ -156,7 +174,7 @@ def curve_summary(mine: list[dict], settings: Mapping[str, Any]) -> dict[str, An
             "largest_width": _at(last, "test_error"),
             "kernel_limit": _at(last, "kernel_limit_test_error"),
         }
-    theory = theory_comparison(mine, tuple(settings["theory_excluded_band"]))
+    theory = theory_comparison(mine, tuple(settings["theory_excluded_band"]), name)
     if theory:
         entry["theory"] = theory
     return entry
@@ -171,12 +189,13 @@ def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) ->
     rows = condition_rows(jobs)
     table = curves(jobs)
     out: dict[str, Any] = {}
+    checks: list[dict[str, Any]] = []
     for name, ridge in sorted({(c["name"], c["ridge"]) for c in table}):
         mine = sorted(
             (c for c in table if c["name"] == name and c["ridge"] == ridge),
             key=lambda c: c["d_over_n"],
         )
-        entry = curve_summary(mine, settings)
+        entry = curve_summary(mine, settings, f"{name} λ = {ridge:g}")
         group = [
             r for r in rows if r["name"] == name and r["ridge"] == ridge and r["status"] == "ok"
         ]
@@ -190,24 +209,27 @@ def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) ->
             entry["min_norm_checks"] = {
                 **residuals,
                 "tolerance": tol,
-                "verdict": "agrees" if max(residuals.values()) <= tol else "differs",
+                "passed": max(residuals.values()) <= tol,
             }
+            checks.append(
+                {
+                    "check": f"KKT and gradient-descent residuals, {name} λ = {ridge:g}",
+                    "detail": f"largest {max(residuals.values()):.0e} ≤ {tol:g}",
+                    "passed": bool(max(residuals.values()) <= tol),
+                }
+            )
         out[f"{name}_ridge{ridge:g}"] = entry
-    summary = {"curves": out}
-    verdicts = [
-        v
-        for e in out.values()
-        for v in (
-            (e.get("theory") or {}).get("verdict"),
-            (e.get("min_norm_checks") or {}).get("verdict"),
-        )
-        if v
-    ]
+    theories = [e["theory"] for e in out.values() if e.get("theory")]
+    summary = {
+        "curves": out,
+        "families": [t["family"] for t in theories],
+        "checks": checks,
+    }
     main = out.get("sphere_linear_ridge0") or next(iter(out.values()), {})
     theory = [e["theory"] for e in out.values() if e.get("theory")]
     metrics = {
-        "comparisons": len(verdicts),
-        "agree": sum(v == "agrees" for v in verdicts),
+        **count_verdicts(theories),
+        "checks_failed": sum(not c["passed"] for c in checks),
         "theory_points_beyond_3se": sum(t["beyond_3se"] for t in theory) if theory else None,
         "theory_rms_z": (
             float(math.sqrt(np.mean([t["rms_z"] ** 2 for t in theory if t["rms_z"]])))

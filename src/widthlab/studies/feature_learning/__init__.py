@@ -98,7 +98,6 @@ class FeatureLearning(Study):
             "stays": _names,
             "moves": _names,
             "wider_is_better": _names,
-            "wider_k": positive,
             "bootstrap": integer(100),
         },
         "movement": {"log2_lr": _rates, "references": _references, "flat": _names},

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from widthlab.runtime.report import Page, interval, minus, num, slope_text, verdict
+from widthlab.runtime.report import Page, interval, minus, num, slope_text, tested, verdict
 
 LABELS = {"standard": "standard", "ntk": "NTK", "mean_field": "mean-field", "mup": "μP"}
 
@@ -41,8 +41,9 @@ def section(summary: Mapping[str, Any], page: Page) -> list[str]:
         "scale, forward multiplier and learning-rate scale of every layer as a function of "
         "width; μP equals standard and mean-field equals NTK at the base width "
         f"n₀ = {num(summary.get('base_width'))}), trained on `{summary.get('data', '?')}`. A "
-        "quantity is *flat* in width when the slope of its logarithm on log width is within "
-        f"±{tolerance}.",
+        "quantity is *flat* in width when the 95% interval of the slope of its logarithm on "
+        f"log width lies within ±{tolerance}, *not flat* when it lies wholly outside, and "
+        "*undecided* when it straddles the edge.",
         "",
     ]
     lines += coord_lines(summary, page, tolerance)
@@ -77,21 +78,31 @@ def coord_lines(summary: Mapping[str, Any], page: Page, tolerance: str) -> list[
     ]
     for p, entry in coord.items():
         for quantity, fit in entry["fits"].items():
-            flat = fit.get("flat")
-            shown = "–" if flat is None else ("yes" if flat else "no")
+            shown = fit.get("flat") or "–"
             lines.append(
                 f"| {LABELS.get(p, p)} | {_name(quantity)} | {slope_text(fit)} | {shown} |"
             )
+    steps = sorted({int(k) for e in coord.values() for k in e.get("by_step", {})})
     lines += [
         "",
-        "| parameterization | prediction | largest judged \\|slope\\| | verdict |",
-        "|---|---|---|---|",
+        "| parameterization | prediction | largest judged \\|slope\\| | verdict "
+        + "".join(f"| step {s} " for s in steps)
+        + "|",
+        "|---|---|---|---|" + "---|" * len(steps),
     ]
     for p, entry in coord.items():
+        by_step = entry.get("by_step", {})
+        cells = "".join(f"| {verdict((by_step.get(str(s)) or {}).get('verdict'))} " for s in steps)
         lines.append(
             f"| {LABELS.get(p, p)} | {entry.get('prediction') or '–'} "
-            f"| {num(entry.get('max_abs_slope'), 2)} | {verdict(entry.get('verdict'))} |"
+            f"| {num(entry.get('max_abs_slope'), 2)} | {verdict(entry.get('verdict'))} "
+            f"{cells}|"
         )
+    lines += [
+        "",
+        f"The verdict is the one at step {step}; the step columns show the same rule at "
+        "every step of the check, so a verdict that holds at one step only shows.",
+    ]
     return [*lines, ""]
 
 
@@ -103,11 +114,13 @@ def movement_lines(summary: Mapping[str, Any], page: Page, tolerance: str) -> li
     lines += [
         "**(b) Feature movement and NTK change** at the end of training, each "
         "parameterization at one learning rate 2^e for every width; slope [95% interval] of "
-        "log(quantity) on log width against the reference exponent (*agrees* when the interval "
-        f"contains it) or flatness (|slope| ≤ {tolerance}):",
+        "log(quantity) on log width against the reference exponent (a t-test over seeds, the "
+        "exponents one family: p → Holm-adjusted p) or flatness (the interval within "
+        f"±{tolerance}):",
         "",
-        "| parameterization | e | quantity | slope [95% interval] | reference | verdict | points |",
-        "|---|---|---|---|---|---|---|",
+        "| parameterization | e | quantity | slope [95% interval] | reference | p → Holm "
+        "| verdict | seeds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for p, entry in movement.items():
         for quantity, fit in entry["fits"].items():
@@ -115,7 +128,8 @@ def movement_lines(summary: Mapping[str, Any], page: Page, tolerance: str) -> li
             shown = num(ref) if ref is not None else fit.get("prediction") or "–"
             lines.append(
                 f"| {LABELS.get(p, p)} | {_exponent(entry.get('log2_lr'))} | {_name(quantity)} "
-                f"| {slope_text(fit)} | {shown} | {verdict(fit.get('verdict'))} | {fit['n']} |"
+                f"| {slope_text(fit)} | {shown} | {tested(fit)} | {verdict(fit.get('verdict'))} "
+                f"| {fit.get('seeds', '–')} |"
             )
     return [*lines, ""]
 
@@ -169,20 +183,21 @@ def transfer_lines(summary: Mapping[str, Any], page: Page) -> list[str]:
     if wider:
         lines += [
             "**Wider is better at a fixed learning rate**: at each rate where every seed of "
-            "the narrowest and the widest width finished, the difference of their mean log "
-            "training losses in standard errors, z = (wide − narrow)/SE; *clearly* means by "
-            f"more than {num(settings.get('wider_k'))} SE. *Agrees* when the widest is clearly "
-            "better at one rate at least and clearly worse at none:",
+            "the narrowest and the widest width finished, a Welch t-test of their mean log "
+            "training losses each way, t = (narrow − wide)/SE; the rates and both directions "
+            "are one family (Holm). *Agrees* when the widest is significantly better at one "
+            "rate at least and significantly worse at none; *differs* when it is "
+            "significantly worse somewhere; *inconclusive* when no rate tells them apart:",
             "",
-            "| parameterization | rates compared | widest clearly better | narrowest clearly "
-            "better | z at each rate (log₂ rate: z) | verdict |",
+            "| parameterization | rates compared | widest better | narrowest better "
+            "| t at each rate (log₂ rate: t) | verdict |",
             "|---|---|---|---|---|---|",
         ]
         for p, w in wider.items():
-            zs = ", ".join(f"{_exponent(r['log2_lr'])}: {num(r.get('z'), 2)}" for r in w["rates"])
+            ts = ", ".join(f"{_exponent(r['log2_lr'])}: {num(r.get('t'), 2)}" for r in w["rates"])
             lines.append(
                 f"| {LABELS.get(p, p)} | {w['rates_compared']} | {w['rates_wider_better']} "
-                f"| {w.get('rates_narrower_better', '–')} | {zs} | {verdict(w.get('verdict'))} |"
+                f"| {w.get('rates_narrower_better', '–')} | {ts} | {verdict(w.get('verdict'))} |"
             )
         lines.append("")
     return lines

@@ -3,16 +3,20 @@
 Rules (every threshold, reference and prediction from the study config, kept in the summary's
 settings):
 
-* Slopes: log(quantity) = a + slope · log(width), pooled over seeds, with a 95% interval
-  (`runtime.tables.slope_summary`). A quantity is *flat* when |slope| ≤ `flat_tolerance`.
+* Slopes: log(quantity) = a + slope · log(width), pooled over seeds, with a 95% interval over
+  seeds (`runtime.tables.slope_summary`). A quantity is *flat* when the whole interval lies
+  within ±`flat_tolerance`, *not flat* when it lies wholly outside, *undecided* otherwise
+  (`stats.flatness`, an equivalence test).
 * (a) Coordinate check, per parameterization, at step `coord.check_step`: the slopes of the
   mean |h_l| of every hidden layer and of the mean |f_t − f_0|. A parameterization in
-  `coord.flat` agrees when all of them are flat; one in `coord.not_flat` when at least one
-  is not. (The mean |f_t| itself is reported, not judged: under μP it starts at
-  O(width^−1/2).)
+  `coord.flat` agrees when all of them are flat, differs when one is not flat, and is
+  inconclusive when an undecided one could swing it; one in `coord.not_flat` agrees when at
+  least one is not flat (`stats.flat_claim`). Every step's classes are kept (`by_step`), so
+  the report shows whether the verdict depends on the step judged. (The mean |f_t| itself
+  is reported, not judged: under μP it starts at O(width^−1/2).)
 * (b) Feature movement and NTK change at the rate `movement.log2_lr[p]`: against an exponent
-  in `movement.references` the fit agrees when its interval contains it; for a
-  parameterization in `movement.flat` when the slope is flat.
+  in `movement.references` a two-sided t-test, the exponents one family "movement
+  exponents" (Holm); for a parameterization in `movement.flat` the flatness rule above.
 * (c) Learning-rate transfer: per width the grid point with the lowest mean over seeds of
   log(train loss) among the rates where every seed finished (`stats.grid_minimum`), refined
   by the parabola through it and its neighbours, with a 95% bootstrap interval over seeds.
@@ -23,9 +27,11 @@ settings):
   excludes 0 (the optimum drifts); a minimum at an end of the grid is "no interior
   optimum" and gets no verdict.
 * "Wider is better" at a fixed rate (`transfer.wider_is_better`), at every rate where every
-  seed of the narrowest and the widest width finished, on the mean log loss: agrees when
-  the widest is clearly lower (by more than `transfer.wider_k` standard errors of the
-  difference) at one rate at least and the narrowest clearly lower at none.
+  seed of the narrowest and the widest width finished, on the mean log loss: a Welch t-test
+  each way at every rate, the rates one family (Holm, both directions together): agrees
+  when the widest is significantly lower at one rate at least and the narrowest at none,
+  differs when the narrowest is significantly lower somewhere, and is inconclusive when no
+  rate tells them apart.
 """
 
 from __future__ import annotations
@@ -36,10 +42,23 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from widthlab.runtime.study import Results
-from widthlab.runtime.tables import mean_std_curves, slope_summary, tidy_rows
-from widthlab.stats import bootstrap_interval, clearly_above, grid_minimum, mean_and_se
+from widthlab.runtime.tables import mean_std_curves, per_seed_matrix, slope_summary, tidy_rows
+from widthlab.stats import (
+    ALPHA,
+    bootstrap_interval,
+    count_verdicts,
+    explain_slope,
+    flat_claim,
+    flatness,
+    grid_minimum,
+    holm,
+    judge_family,
+    mean_and_se,
+    welch,
+)
 
 PARAMETERIZATIONS = ("standard", "ntk", "mean_field", "mup")
 
@@ -48,14 +67,6 @@ def ordered(names) -> list[str]:
     """Parameterizations in the order of the tables (known ones first)."""
     names = set(names)
     return [p for p in PARAMETERIZATIONS if p in names] + sorted(names - set(PARAMETERIZATIONS))
-
-
-def flat_verdict(fit: Mapping[str, Any], tolerance: float, flat: bool = True) -> str | None:
-    """'agrees' when |slope| ≤ tolerance (flat = True) or > tolerance (flat = False)."""
-    slope = fit.get("slope")
-    if slope is None or not math.isfinite(slope):
-        return None
-    return "agrees" if (abs(slope) <= tolerance) == flat else "differs"
 
 
 def hidden_layers(rows, prefix: str) -> list[str]:
@@ -69,22 +80,34 @@ def coord_summary(rows: list[dict], settings: Mapping[str, Any]) -> dict[str, An
     step = int(c["check_step"])
     out: dict[str, Any] = {}
     for p in ordered(r["parameterization"] for r in rows):
-        mine = [r for r in rows if r["parameterization"] == p and r.get("step") == step]
-        judged = [*hidden_layers(mine, "h"), "output_change"]
-        fits = {q: slope_summary(mine, "width", q) for q in [*judged, "output"]}
-        for q in judged:
-            fits[q]["flat"] = flat_verdict(fits[q], tolerance) == "agrees"
-        slopes = [abs(fits[q]["slope"]) for q in judged if math.isfinite(fits[q]["slope"])]
-        entry: dict[str, Any] = {
+        prediction = "flat" if p in c["flat"] else "not flat" if p in c["not_flat"] else None
+        by_step: dict[str, Any] = {}
+        for s in sorted({r["step"] for r in rows if r.get("step")}):
+            mine = [r for r in rows if r["parameterization"] == p and r.get("step") == s]
+            judged = [*hidden_layers(mine, "h"), "output_change"]
+            fits = {q: slope_summary(mine, "width", q) for q in [*judged, "output"]}
+            for q in judged:
+                fits[q]["flat"] = flatness(fits[q], tolerance)
+            seeds = min((fits[q].get("seeds") or 0) for q in judged)
+            by_step[str(s)] = {
+                "fits": fits,
+                "classes": {q: fits[q]["flat"] for q in judged},
+                "verdict": flat_claim([fits[q]["flat"] for q in judged], prediction, seeds)
+                if prediction
+                else None,
+            }
+        chosen = by_step.get(str(step), {"fits": {}, "classes": {}, "verdict": None})
+        slopes = [abs(f["slope"]) for q, f in chosen["fits"].items() if q in chosen["classes"]]
+        out[p] = {
             "step": step,
-            "fits": fits,
+            "fits": chosen["fits"],
             "max_abs_slope": max(slopes) if slopes else None,
-            "prediction": "flat" if p in c["flat"] else "not flat" if p in c["not_flat"] else None,
+            "prediction": prediction,
+            "verdict": chosen["verdict"],
+            "by_step": {
+                k: {"classes": v["classes"], "verdict": v["verdict"]} for k, v in by_step.items()
+            },
         }
-        if entry["prediction"] and len(slopes) == len(judged):
-            flat = all(s <= tolerance for s in slopes)
-            entry["verdict"] = "agrees" if flat == (entry["prediction"] == "flat") else "differs"
-        out[p] = entry
     return out
 
 
@@ -106,9 +129,31 @@ def movement_summary(rows: list[dict], settings: Mapping[str, Any]) -> dict[str,
             kind = "feature_movement" if metric.startswith("feature_movement") else metric
             fit = slope_summary(mine, "width", metric, refs.get(kind))
             if p in m["flat"]:
-                fit.update(prediction="flat", verdict=flat_verdict(fit, tolerance))
+                fit["flat"] = flatness(fit, tolerance)
+                fit.update(
+                    prediction="flat",
+                    verdict=flat_claim([fit["flat"]], "flat", fit.get("seeds") or 0),
+                )
             fits[metric] = fit
-        out[p] = {"log2_lr": rate, "fits": fits}
+        out[p] = {"log2_lr": rate, "fits": fits, "rows": mine}
+    exponents = [f for e in out.values() for f in e["fits"].values() if f.get("claim")]
+    family = judge_family(exponents, "movement exponents")
+    explanations = []
+    for p, e in out.items():
+        mine = e.pop("rows")
+        for metric, fit in e["fits"].items():
+            if fit.get("claim") and fit.get("verdict") == "differs":
+                widths, values = per_seed_matrix(mine, "width", metric)
+                why = explain_slope(widths, values, fit["reference"])
+                fit["explained"] = why
+                explanations.append(
+                    {
+                        "test": f"{metric.replace('_', ' ')} slope, {p}",
+                        "verdict": why["verdict"],
+                        "reason": why["reason"],
+                    }
+                )
+    out["_family"], out["_explanations"] = family, explanations
     return out
 
 
@@ -147,37 +192,45 @@ def best_rate(scores: np.ndarray, grid: list[int], n_boot: int) -> dict[str, Any
     }
 
 
-def wider_is_better(
-    narrow: np.ndarray, wide: np.ndarray, grid: list[int], k: float
-) -> dict[str, Any]:
-    """At every rate where all seeds of both widths finished: is the widest clearly lower,
-    or the narrowest (module docstring)?"""
+def wider_is_better(narrow: np.ndarray, wide: np.ndarray, grid: list[int]) -> dict[str, Any]:
+    """At every rate where all seeds of both widths finished: is the widest significantly
+    lower, or the narrowest (module docstring)?"""
     rates = []
     for j, e in enumerate(grid):
         a, b = narrow[:, j], wide[:, j]
         if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
             continue
-        mean_a, se_a, _ = mean_and_se(a.tolist())
-        mean_b, se_b, _ = mean_and_se(b.tolist())
-        se = math.hypot(se_a or 0.0, se_b or 0.0)
-        rates.append(
-            {
-                "log2_lr": e,
-                "log_loss_difference": mean_b - mean_a,
-                "z": (mean_b - mean_a) / se if se > 0 else None,
-                "wider_better": clearly_above(mean_a, se_a, mean_b, se_b, k),
-                "narrower_better": clearly_above(mean_b, se_b, mean_a, se_a, k),
-            }
-        )
-    better = sum(r["wider_better"] is True for r in rates)
-    worse = sum(r["narrower_better"] is True for r in rates)
+        mean_a, se_a, n_a = mean_and_se(a.tolist())
+        mean_b, se_b, n_b = mean_and_se(b.tolist())
+        test = welch(mean_a, se_a, n_a, mean_b, se_b, n_b)  # narrow − wide: > 0 wider better
+        entry: dict[str, Any] = {"log2_lr": e, "log_loss_difference": mean_b - mean_a}
+        if test is not None:
+            diff, se, dof = test
+            t = diff / se
+            entry.update(
+                t=t,
+                dof=dof,
+                p_wider=float(stats.t.sf(t, dof)),
+                p_narrower=float(stats.t.cdf(t, dof)),
+            )
+        rates.append(entry)
+    tested = [r for r in rates if "t" in r]
+    adjusted = holm([r[k] for r in tested for k in ("p_wider", "p_narrower")])
+    for i, r in enumerate(tested):
+        r["holm_p_wider"], r["holm_p_narrower"] = adjusted[2 * i], adjusted[2 * i + 1]
+        r["wider_better"] = r["holm_p_wider"] < ALPHA
+        r["narrower_better"] = r["holm_p_narrower"] < ALPHA
+    better = sum(bool(r.get("wider_better")) for r in rates)
+    worse = sum(bool(r.get("narrower_better")) for r in rates)
+    seeds = int(min(narrow.shape[0], wide.shape[0]))
     verdict = None
-    if better or worse:
-        verdict = "agrees" if better and not worse else "differs"
+    if tested:
+        verdict = "differs" if worse else "agrees" if better else f"inconclusive ({seeds} seeds)"
     return {
         "rates_compared": len(rates),
         "rates_wider_better": better,
         "rates_narrower_better": worse,
+        "family_size": 2 * len(tested),
         "verdict": verdict,
         "rates": rates,
     }
@@ -227,19 +280,19 @@ def transfer_summary(rows: list[dict], settings: Mapping[str, Any]) -> dict[str,
             if entry["prediction"] == "moves" and interior and math.isfinite(low + high):
                 entry["verdict"] = "agrees" if low > 0 or high < 0 else "differs"
             if p in t["wider_is_better"]:
-                k = float(t["wider_k"])
-                entry["wider_is_better"] = wider_is_better(scores[narrow], scores[wide], grid, k)
+                entry["wider_is_better"] = wider_is_better(scores[narrow], scores[wide], grid)
         out[p] = entry
     return out
 
 
 # ------------------------------------------------------------------------------ together
-def verdicts(coord, movement, transfer) -> list[str]:
-    found = [e.get("verdict") for e in coord.values()]
-    found += [f.get("verdict") for e in movement.values() for f in e["fits"].values()]
+def verdicts(coord, movement, transfer) -> list[Mapping[str, Any]]:
+    """Every test the study makes (each with its `verdict`)."""
+    found = list(coord.values())
+    found += [f for e in movement.values() for f in e["fits"].values()]
     for e in transfer.values():
-        found += [e.get("verdict"), (e.get("wider_is_better") or {}).get("verdict")]
-    return [v for v in found if v]
+        found += [e, e.get("wider_is_better") or {}]
+    return found
 
 
 def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
@@ -247,6 +300,7 @@ def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) ->
     coord_rows = [r for r in tidy_rows(records.get("coord", [])) if r["status"] == "ok"]
     coord = coord_summary(coord_rows, settings)
     movement = movement_summary(transfer_rows, settings)
+    family, explanations = movement.pop("_family"), movement.pop("_explanations")
     transfer = transfer_summary(transfer_rows, settings)
 
     tables: dict[str, list[dict]] = {}
@@ -286,8 +340,7 @@ def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) ->
     ntk_fits = (movement.get("ntk") or {}).get("fits", {})
     ntk_layers = [k for k in ntk_fits if k.startswith("feature_movement_layer_")]
     metrics = {
-        "comparisons": len(found),
-        "agree": sum(v == "agrees" for v in found),
+        **count_verdicts(found),
         "mup_best_lr_shift_steps": (transfer.get("mup") or {}).get("shift_steps"),
         "standard_best_lr_shift_steps": (transfer.get("standard") or {}).get("shift_steps"),
     }
@@ -300,5 +353,7 @@ def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) ->
         "movement": movement,
         "transfer": transfer,
         "ntk_feature_movement_slope": (ntk_fits[ntk_layers[-1]]["slope"] if ntk_layers else None),
+        "families": [family],
+        "explanations": explanations,
     }
     return Results(summary=summary, tables=tables, metrics=metrics)

@@ -1,7 +1,9 @@
 """As an NTK-parameterized network gets wider, does training become lazy: its weights and
 its NTK barely move and it agrees with its linearization at init (Lee et al. 2019)?
 
-One job (`job.py`) = (width, depth, seed). Config: `conf/study/lazy_training.yaml`.
+One job (`job.py`) = (width, depth, seed). Configs: `conf/study/lazy_training.yaml` (the
+main sweep) and `conf/study/lazy_training/activations.yaml` (depth 1, ReLU against erf, over
+more widths and seeds: the exponent of the NTK change).
 """
 
 from __future__ import annotations
@@ -36,7 +38,14 @@ class LazyTraining(Study):
             "linearization_gap",
             groups=("data", "model", "train", "study"),
             peak_memory=job.peak_memory,
-        )
+        ),
+        # The same measurement at depth 1 for ReLU and erf (lazy_training/activations).
+        "activations": Job(
+            job.measure,
+            "ntk_change",
+            groups=("data", "model", "train", "study"),
+            peak_memory=job.peak_memory,
+        ),
     }
     schema = {
         "n_train": integer(1),

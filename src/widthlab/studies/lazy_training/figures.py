@@ -113,12 +113,12 @@ def lazy_training_figure(rows: Sequence[Row], summary: Mapping) -> Figure:
         ax.legend(fontsize=6.5, title="slope [95% CI]", title_fontsize=7, framealpha=0.9)
     log_axes(ax_w, "hidden width", r"$\Vert W_l(T)-W_l(0)\Vert_F / \Vert W_l(0)\Vert_F$")
     ax_w.set_title(
-        "Weights move less (solid: first layer, dashed: hidden, dotted: last)", fontsize=9
+        "Relative weight change (solid: first layer, dashed: hidden, dotted: last)", fontsize=9
     )
     log_axes(
         ax_k, "hidden width", r"$\Vert\hat\Theta_T-\hat\Theta_0\Vert_F/\Vert\hat\Theta_0\Vert_F$"
     )
-    ax_k.set_title("The empirical NTK stays put during training", fontsize=9)
+    ax_k.set_title("Relative change of the empirical NTK during training", fontsize=9)
     log_axes(
         ax_f,
         "hidden width",

@@ -70,12 +70,11 @@ class MaxMargin(Study):
         "decades_checked": integer(1),
         "fit_decades": integer(1),
         "kkt_tolerance": positive,
-        "peak_k": positive,
+        "peak_effect": positive,
         "separability": {
             "n_points": integer(2),
             "width_ratios": list_of(positive, min_length=2),
             "draws": integer(1),
-            "z_max": positive,
         },
         "classification": {
             "n_train": integer(2),

@@ -43,8 +43,6 @@ class MNIST1DDoubleDescent(Study):
     }
     schema = {
         "peak_band": list_of(positive, min_length=2),
-        "peak_k": positive,
-        "z_max": positive,
         "bootstrap": integer(100),
         "published": {
             "source": text,

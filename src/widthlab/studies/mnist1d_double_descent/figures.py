@@ -93,13 +93,13 @@ def mnist1d_double_descent_figure(rows: Sequence[Row], summary: Mapping) -> Figu
         if at is not None:
             ax.axvline(at, color="0.35", ls="-.", lw=1, label="P = n", gid="threshold")
         ax.legend(fontsize=8)
-    ax_err.set_title("Test error peaks where the network first fits the noisy labels", fontsize=10)
-    ax_loss.set_title("Training loss falls to ~0 beyond P ≈ n", fontsize=10)
+    ax_err.set_title("Test and train error against width, and the published run", fontsize=10)
+    ax_loss.set_title("Training and test loss against width", fontsize=10)
     note = sample_size_note(rows, ["test_error"])
     fig.suptitle(
-        f"MNIST-1D deep double descent ({summary.get('epochs', '?'):g} epochs of "
+        f"MNIST-1D: a two-hidden-layer MLP against width ({summary.get('epochs', '?'):g} epochs of "
         f"{summary.get('optimizer')}, {note})"
         if isinstance(summary.get("epochs"), int | float)
-        else f"MNIST-1D deep double descent ({note})"
+        else f"MNIST-1D: a two-hidden-layer MLP against width ({note})"
     )
     return fig

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from widthlab.runtime.report import Page, num, pm, verdict
+from widthlab.runtime.report import Page, num, p_value, pm, tested, verdict
 
 
 def _widths(bounds: list | None) -> str:
@@ -35,7 +35,18 @@ def section(summary: Mapping[str, Any], page: Page) -> list[str]:
     pub_peak = pub.get("peak") or {}
     z = "" if height.get("z") is None else f"z = {num(height['z'], 2)}"
     z_last = "" if last.get("z") is None else f"z = {num(last['z'], 2)}"
-    band, k = settings.get("peak_band", [None, None]), settings.get("peak_k")
+    band = settings.get("peak_band", [None, None])
+    sides = shows.get("sides") or {}
+    shown_by = (
+        "p = "
+        + p_value(shows.get("p"))
+        + (
+            f"; power {num(shows['power'], 2)} against the published height "
+            f"{num(shows.get('effect'), 2)}"
+            if shows.get("power") is not None
+            else ""
+        )
+    )
     redrawn, classes = published.get("label_redrawn", 0.0), published.get("classes", 10)
     seeds = s["peak"]["seeds"]
     lines += [
@@ -50,16 +61,25 @@ def section(summary: Mapping[str, Any], page: Page) -> list[str]:
         f"| 95% bootstrap interval {_widths(location.get('interval'))} "
         f"| {verdict(location.get('verdict'))} |",
         f"| test error at the peak | {num(height.get('published'), 4)} | {_ours_error(height)} "
-        f"| {z} | {verdict(height.get('verdict'))} |",
+        f"| {z}, p {tested(height)} | {verdict(height.get('verdict'))} |",
         f"| test error at the largest width | {num(last.get('published'), 4)} "
-        f"| {_ours_error(last)} | {z_last} | {verdict(last.get('verdict'))} |",
+        f"| {_ours_error(last)} | {z_last}, p {tested(last)} | {verdict(last.get('verdict'))} |",
         f"| a peak that shows | yes (the published figure) | {num(shows.get('ours'))} "
-        f"| peak − best smaller and − largest > {num(k)} SE | {verdict(shows.get('verdict'))} |",
+        f"| {shown_by} | {verdict(shows.get('verdict'))} |",
         "",
         f"Best smaller width: h = {s['best_below_peak']['width']}, test error "
         f"{pm(s['best_below_peak']['test_error'], s['best_below_peak'].get('test_error_se'))} "
         f"(published: h = {(pub.get('best_below_peak') or {}).get('width')}, "
-        f"{num((pub.get('best_below_peak') or {}).get('test_error'), 4)}). First width that fits "
+        f"{num((pub.get('best_below_peak') or {}).get('test_error'), 4)}); best larger width: "
+        f"h = {(s.get('best_above_peak') or {}).get('width', '–')} (published: h = "
+        f"{(pub.get('best_above_peak') or {}).get('width')}). "
+        + "".join(
+            f"Peak above the best {side} width by {pm(v['difference'], v['se'])} "
+            f"(Welch t, {num(v['dof'], 2)} degrees of freedom). "
+            for side, v in (("smaller", sides.get("left")), ("larger", sides.get("right")))
+            if v
+        )
+        + "First width that fits "
         f"every noisy training label (zero train error on average): "
         f"{s.get('first_interpolating_width') or 'none in the sweep'} (published: "
         f"{pub.get('first_interpolating_width')}).",
@@ -84,11 +104,13 @@ def section(summary: Mapping[str, Any], page: Page) -> list[str]:
         f"| minibatch, epochs | {published.get('batch_size')}, {published.get('epochs')} "
         f"| {s.get('batch_size')}, {num(s.get('epochs'))} ({s.get('max_steps')} steps) |",
         "",
-        f"**Rules.** The peak is the highest mean test error among widths with P/n in "
-        f"[{num(band[0], 3)}, {num(band[1], 3)}] (the same rule picks the published peak); it "
-        f"shows when interior and above both the best smaller width and the largest one by "
-        f"more than {num(k)} standard errors of the difference. A test error agrees with the "
-        f"published single run when |z| ≤ {num(settings.get('z_max'))}, z = (ours − "
+        f"**Rules.** The candidate peak is the width, among those with P/n in "
+        f"[{num(band[0], 3)}, {num(band[1], 3)}], whose mean test error rises most above the "
+        "best smaller width (the same rule picks the published peak); it shows when interior "
+        "and above the best width on each side (a one-sided Welch t-test each side at 5%); "
+        "where it does not, the rule's power against the published peak's height decides "
+        "between *differs* (power ≥ 80%) and *inconclusive*. A test error is compared with "
+        "the published single run by z = (ours − "
         "published)/σ with σ² = SE² + sd² (one more run) + the binomial variance of each test "
         "set; the variance of drawing the training set and its flipped labels is left out. "
         "The peak's place agrees when the published width lies in the 95% interval of ours "

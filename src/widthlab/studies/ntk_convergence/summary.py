@@ -3,8 +3,11 @@ bootstrap interval, and where the Monte-Carlo NNGP resolves its finite-width bia
 
 Rules (thresholds from the study config, recorded in the summary):
 * each (kernel, depth, activation): OLS slope of log distance against log width, pooled over
-  seeds (distances are per seed: averaging kernels first would change the slope), 95%
-  interval, "agrees" when it contains `reference_slope` (−1/2, Lee et al. 2019);
+  seeds (distances are per seed: averaging kernels first would change the slope), with a 95%
+  interval over seeds (`stats.seed_slope`: a seed's networks at every width, both kernels
+  and every depth share its draws, so the seed is the independent unit), tested against
+  `reference_slope` (−1/2, Lee et al. 2019); the 12 slopes are one family, judged by Holm's
+  procedure (`stats.judge_family`): one slope in 12 would differ at 95% by chance alone;
 * circle: relative_sd(w) = mean over γ of the sd over seeds of Θ̂(x₀, x(γ)), over mean |Θ|,
   over every seed of the width (its parts joined in seed order);
   the ratio relative_sd(narrow)/relative_sd(wide) against √(wide/narrow), with a percentile
@@ -24,22 +27,49 @@ from typing import Any
 import numpy as np
 
 from widthlab.runtime.study import Results
-from widthlab.runtime.tables import mean_std_curves, slope_summary, tidy_rows
-from widthlab.stats import bootstrap_interval, loglog_slope, slope_verdict
+from widthlab.runtime.tables import mean_std_curves, per_seed_matrix, slope_summary, tidy_rows
+from widthlab.stats import (
+    bootstrap_interval,
+    count_verdicts,
+    explain_slope,
+    judge_family,
+    loglog_slope,
+    slope_verdict,
+)
 
 KERNELS = {"ntk": "ntk_distance", "nngp": "nngp_distance"}
 
 
-def kernel_slopes(rows: list[dict], reference: float) -> dict[str, Any]:
+def kernel_slopes(rows: list[dict], reference: float) -> tuple[dict[str, Any], dict, list]:
+    """Each (kernel, depth, activation)'s slope tested against `reference`, the family of
+    them judged together, and every slope that differs explained (`stats.explain_slope`)."""
     slopes: dict[str, Any] = {}
+    groups: dict[str, tuple[list[dict], str]] = {}
     for depth, activation in sorted({(r["depth"], r["activation"]) for r in rows}):
         group = [r for r in rows if r["depth"] == depth and r["activation"] == activation]
         for kernel, metric in KERNELS.items():
             if any(r.get(metric) is not None for r in group):
-                slopes[f"{kernel}_depth{depth}_{activation}"] = slope_summary(
-                    group, "width", metric, reference
-                )
-    return slopes
+                key = f"{kernel}_depth{depth}_{activation}"
+                slopes[key] = slope_summary(group, "width", metric, reference)
+                groups[key] = (group, metric)
+    family = judge_family(list(slopes.values()), "kernel slopes")
+    explanations = []
+    for key, fit in slopes.items():
+        if fit.get("verdict") == "differs":
+            group, metric = groups[key]
+            widths, values = per_seed_matrix(group, "width", metric)
+            why = explain_slope(widths, values, reference)
+            fit["explained"] = why
+            kernel, depth, activation = key.rsplit("_", 2)
+            explanations.append(
+                {
+                    "test": f"{kernel.upper()} slope, depth {depth.removeprefix('depth')}, "
+                    f"{activation}",
+                    "verdict": why["verdict"],
+                    "reason": why["reason"],
+                }
+            )
+    return slopes, family, explanations
 
 
 def join_circle_parts(records: list[dict]) -> list[dict]:
@@ -145,7 +175,7 @@ def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) ->
     kernel_rows = tidy_rows(records.get("kernels", []))
     mc_rows = tidy_rows(records.get("mc_nngp", []))
     reference = float(settings["reference_slope"])
-    slopes = kernel_slopes(kernel_rows, reference)
+    slopes, family, explanations = kernel_slopes(kernel_rows, reference)
     circle = circle_summary(records.get("circle", []), int(settings["circle"]["bootstrap"]))
     mc = mc_summary(
         mc_rows, float(settings["mc"]["resolved_factor"]), float(settings["mc"]["reference_slope"])
@@ -175,20 +205,22 @@ def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) ->
             if r["status"] == "ok"
         ]
     tables.update(circle_tables(records.get("circle", []), int(settings["circle"]["seeds_drawn"])))
-    verdicts = [s.get("verdict") for s in slopes.values()]
-    verdicts += [circle.get("verdict")] + [
-        e.get("verdict") or e.get("bias_slope", {}).get("verdict") for e in mc.values()
-    ]
-    verdicts = [v for v in verdicts if v]
+    tests = [*slopes.values(), circle] + [e.get("bias_slope") or e for e in mc.values()]
     worst = max(slopes.values(), key=lambda s: abs(s["slope"] - reference), default=None)
     metrics = {
-        "comparisons": len(verdicts),
-        "agree": sum(v == "agrees" for v in verdicts),
+        **count_verdicts(tests),
         "worst_slope": worst["slope"] if worst else None,
         "circle_sd_ratio": circle.get("sd_ratio"),
         "circle_sqrt_width_ratio": circle.get("sqrt_width_ratio"),
     }
-    summary = {"reference_slope": reference, "slopes": slopes, "circle": circle, "mc_nngp": mc}
+    summary = {
+        "reference_slope": reference,
+        "slopes": slopes,
+        "circle": circle,
+        "mc_nngp": mc,
+        "families": [family],
+        "explanations": explanations,
+    }
     return Results(summary=summary, tables=tables, metrics=metrics)
 
 

@@ -1,16 +1,5 @@
-"""Statistics of sweeps: power-law slopes, standard errors, verdicts, rounding.
-
-Every comparison the studies report goes through here, so every number compared with a
-theory or a paper carries its uncertainty and a verdict decided by one stated rule:
-
-* a mean over seeds carries its standard error SE = sd/√k (sample sd, ddof = 1, k seeds);
-* a mean against a prediction gives z = (mean − prediction)/SE, flagged beyond |z| > 3;
-* a fitted slope "agrees" with a paper's value when its 95% interval contains it, and
-  "differs" otherwise;
-* a peak is reported only when it is interior to the sweep and above both sides by more
-  than `k` standard errors of the difference; a maximum at an end of the grid is
-  "no interior peak".
-"""
+"""Slopes, means and standard errors, peaks for display, grid minima and the bootstrap:
+the measurements the verdicts (`widthlab.stats.verdicts`) are made from."""
 
 from __future__ import annotations
 
@@ -23,7 +12,6 @@ import numpy as np
 from scipy import stats
 
 
-# --------------------------------------------------------------------------------- slopes
 @dataclass(frozen=True)
 class SlopeFit:
     """y ≈ C·x^slope fitted by ordinary least squares on (log x, log y).
@@ -81,7 +69,6 @@ def slope_verdict(fit: dict[str, Any], reference: float | None) -> str | None:
     return "agrees" if low <= reference <= high else "differs"
 
 
-# -------------------------------------------------------------------- means and z-scores
 def mean_and_se(values: Sequence[float]) -> tuple[float, float | None, int]:
     """(mean, standard error of the mean, count) of the finite values; SE is None below 2."""
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
@@ -104,7 +91,8 @@ Z_FLAG = 3.0
 def clearly_above(
     a: float, se_a: float | None, b: float, se_b: float | None, k: float
 ) -> bool | None:
-    """a − b > k·√(SE_a² + SE_b²) (None without both standard errors)."""
+    """a − b > k·√(SE_a² + SE_b²) (None without both standard errors): a display rule
+    (`find_peak`), not a test."""
     if se_a is None or se_b is None:
         return None
     return bool(a - b > k * math.hypot(se_a, se_b))
@@ -200,76 +188,31 @@ def bootstrap_interval(
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of `statistic(*samples)`, each sample resampled along
-    its first axis independently (e.g. the seeds of two widths)."""
-    rng = np.random.default_rng(seed)
-    values = np.empty(n_boot)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for b in range(n_boot):
-            try:
-                values[b] = statistic(*(s[rng.integers(0, len(s), len(s))] for s in samples))
-            except ZeroDivisionError:  # a resample of identical seeds has no spread
-                values[b] = np.nan
-    values[~np.isfinite(values)] = np.nan
+    """Percentile bootstrap interval of `statistic(*samples)` by `scipy.stats.bootstrap`,
+    each sample resampled along its first axis (its independent unit: the seeds of a width)
+    independently of the others. The resampling runs over each sample's row indices, so a
+    statistic of whole matrices (e.g. seeds × points of a curve) works; a resample with no
+    spread (a ZeroDivisionError or a non-finite value) is left out of the quantiles."""
+    arrays = [np.asarray(s) for s in samples]
+
+    def on_rows(*index: np.ndarray) -> float:
+        try:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                value = float(statistic(*(a[i] for a, i in zip(arrays, index, strict=True))))
+        except ZeroDivisionError:
+            return math.nan
+        return value if math.isfinite(value) else math.nan
+
+    result = stats.bootstrap(
+        tuple(np.arange(len(a)) for a in arrays),
+        on_rows,
+        n_resamples=n_boot,
+        confidence_level=level,
+        method="percentile",
+        vectorized=False,
+        paired=False,
+        random_state=np.random.default_rng(seed),
+    )
+    values = np.asarray(result.bootstrap_distribution, dtype=np.float64)
     lo, hi = np.nanquantile(values, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
-
-
-# ------------------------------------------------------------------------------ rounding
-STORED_DIGITS = 5  # significant digits of every number written to a committed result
-
-
-def round_sig(x: Any, digits: int = STORED_DIGITS) -> Any:
-    """`x` rounded to `digits` significant digits (ints, bools, None and non-finite kept)."""
-    if isinstance(x, bool) or not isinstance(x, float) or not math.isfinite(x) or x == 0:
-        return x
-    return float(f"{x:.{digits - 1}e}")
-
-
-def round_decade(x: Any) -> Any:
-    """A rounding-error residual stored as its decade, 10^⌈log₁₀ x⌉: its digits are noise
-    (they differ between machines), its order of magnitude is the result."""
-    if not isinstance(x, float) or not math.isfinite(x) or x <= 0:
-        return x
-    return float(10.0 ** math.ceil(math.log10(x)))
-
-
-def round_tree(
-    obj: Any,
-    digits: int = STORED_DIGITS,
-    residual: Callable[[str], bool] | None = None,
-    key: str = "",
-) -> Any:
-    """Every float of a nested structure rounded by `round_sig`, or by `round_decade` where
-    `residual(key)` says the value is a round-off residual."""
-    if isinstance(obj, dict):
-        return {k: round_tree(v, digits, residual, str(k)) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [round_tree(v, digits, residual, key) for v in obj]
-    if residual is not None and residual(key):
-        return round_decade(obj)
-    return round_sig(obj, digits)
-
-
-def digits_for(se: float | None, fallback: int = 3) -> int:
-    """Decimal places that show a value to the precision its SE supports: the SE's first
-    two significant digits (e.g. SE 0.033 → 3 places; SE 0.0012 → 4)."""
-    if se is None or not math.isfinite(se) or se <= 0:
-        return fallback
-    return max(0, 1 - math.floor(math.log10(se)))
-
-
-def with_uncertainty(value: float | None, se: float | None, fallback_sig: int = 3) -> str:
-    """'0.359 ± 0.033' (value and SE at the SE's precision), or the value to `fallback_sig`
-    significant digits when there is no SE."""
-    if value is None or not math.isfinite(value):
-        return "–"
-    if se is None or not math.isfinite(se) or se <= 0:
-        return f"{value:.{fallback_sig}g}"
-    scale = max(abs(value), se)
-    if scale < 1e-3 or scale >= 1e5:  # a shared power of ten keeps small numbers readable
-        exponent = math.floor(math.log10(scale))
-        inner = with_uncertainty(value / 10**exponent, se / 10**exponent, fallback_sig)
-        return f"({inner})e{exponent}"
-    places = digits_for(se)
-    return f"{value:.{places}f} ± {se:.{places}f}"
