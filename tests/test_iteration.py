@@ -144,6 +144,24 @@ def test_the_time_left_counts_each_jobs_fixed_cost_and_size(tmp_path):
     assert progress.eta() == pytest.approx(80.0 * 9 / 20, rel=0.01)
 
 
+def test_a_rerun_prices_each_job_left_by_its_own_past_seconds(tmp_path):
+    """Every job has a record of an earlier run (the loop of changing a value and rerunning):
+    the time left is those seconds, even while only one size has finished (no cost model
+    yet). The four 1-MB jobs took 5 s each last time; the 8-MB job took 20 s now, as the
+    80 wall seconds spent: 20 s of work left at that rate."""
+    from widthlab.runtime.progress import SweepProgress
+
+    plan = fake_plan(tmp_path, [8e6, 1e6, 1e6, 1e6, 1e6], [30.0, 5.0, 5.0, 5.0, 5.0])
+    progress = SweepProgress(plan, launched=[0, 1, 2, 3, 4])
+    progress.bar = SimpleNamespace(show=lambda done, status: None, close=lambda: None)
+    progress.started = time.time() - 80.0
+    progress.start_ns = time.time_ns() - 1
+    plan.plans[0].path.write_text(json.dumps({"status": "ok", "timing": {"seconds": 20.0}}))
+    progress.poll()
+    assert progress.pending == [1, 2, 3, 4]
+    assert progress.eta() == pytest.approx(80.0 * 20 / 20, rel=0.01)
+
+
 def test_a_set_of_outputs_that_cannot_be_written_whole_leaves_the_old_set(tmp_path, monkeypatch):
     old = {tmp_path / "summary.json": b"old summary", tmp_path / "figures" / "a.png": b"old a"}
     atomic_write_set(old)

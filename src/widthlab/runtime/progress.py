@@ -236,12 +236,13 @@ class SweepProgress:
             return None
         out = {i: t for i, (_, t) in zip(self.done, self.finished, strict=True)}
         model = cost_model([s for s, _ in self.finished], [t for _, t in self.finished])
-        if model is not None:
-            for i in self.pending:
-                out[i] = self.past[i] if self.past[i] is not None else model(self.sizes[i])
-        else:  # one size finished so far: the relative work, scaled by its seconds
-            rate = done_seconds / sum(self.relative[i] for i in self.done)
-            for i in self.pending:
+        rate = done_seconds / sum(self.relative[i] for i in self.done)
+        for i in self.pending:
+            if self.past[i] is not None:  # its own seconds in an earlier run
+                out[i] = self.past[i]
+            elif model is not None:
+                out[i] = model(self.sizes[i])
+            else:  # one size finished so far: the relative work, scaled by its seconds
                 out[i] = rate * self.relative[i]
         return out
 
