@@ -229,7 +229,7 @@ ROWS = [
     ("run", [*LAZY, "data=digits"], "data='digits' is not allowed: expected a data set with a test split", None),
     ("run", [*DD1D, "study.peak_band=[5,0.5]"], "study.peak_band=[5, 0.5] is not allowed", None),
     ("run", [*DD1D, "study.published.widths=[3,2]"], "study.published.widths=[3, 2] is not allowed", None),
-    ("run", [*DD1D, "study.z_max=0"], "study.z_max=0 is not allowed", None),
+    ("run", [*DD1D, "study.bootstrap=10"], "study.bootstrap=10 is not allowed", None),
     ("run", [*FVI, "study.ridges=[-1.0]"], "study.ridges[0]=-1.0 is not allowed", None),
     ("run", [*FVI, "study.val_fraction=1.0"], "study.val_fraction=1.0 is not allowed", None),
     ("run", [*FVI, "train.momentum=0.9"], "train.momentum=0.9 is not allowed", None),

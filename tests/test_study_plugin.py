@@ -46,7 +46,7 @@ def test_a_study_from_outside_the_package_runs_end_to_end(run_pipeline, tmp_path
     assert report.returncode == 0, report.stderr[-3000:]
     page = (tmp_path / "reports" / "report.md").read_text()
     assert "## A toy study from outside the package (`toy`)" in page
-    assert "Toy slope −0.50" in page and "agrees" in page
+    assert "Toy slope −0.499 [−0.512, −0.487]: agrees" in page
     assert "*Toy distance against width, mean over seeds.*" in page
 
     edited = subprocess.run(

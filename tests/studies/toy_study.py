@@ -1,7 +1,9 @@
 """A study that lives outside the package: what a user writes to add a study.
 
-Each job reports a distance d = 2 · width^slope · e^{ε}, ε ~ N(0, 0.05²) drawn from the seed, so
-its summary must recover `study.slope` and judge it against `study.reference`.
+Each job reports a distance d = 2 · width^slope · e^{ε}, ε ~ N(0, 0.05²) drawn from the seed and
+the width (a seed's slope then varies from seed to seed, as a real study's does, and the interval
+over seeds has a width), so its summary must recover `study.slope` and judge it against
+`study.reference`.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ def _number(key: str, value: Any) -> None:
 
 
 def measure(cfg) -> dict[str, float]:
-    noise = rng_for(int(cfg.seed), "toy").standard_normal()
     width = int(cfg.study.width)
+    noise = rng_for(int(cfg.seed), f"toy/{width}").standard_normal()
     return {
         "distance": 2.0 * width ** float(cfg.study.slope) * math.exp(0.05 * noise),
         "width": width,
