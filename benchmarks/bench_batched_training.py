@@ -65,8 +65,8 @@ def main() -> None:
         "recomputed each run, tracking off, hydra/launcher=cores; alone = "
         "hydra.sweeper.stack_networks=false"
     ]
+    data = args.data.resolve()
     for sweep in args.sweeps:
-        data = args.data.resolve()
         result = alternate(
             lambda sweep=sweep: run(folder, sweep, args.steps, data, False),
             lambda sweep=sweep: run(folder, sweep, args.steps, data, True),
