@@ -210,6 +210,10 @@ class Page:
 
 def read_summaries(results_dir: Path) -> list[dict[str, Any]]:
     """Every study summary under `results_dir`, in report order."""
+    from widthlab.runtime.atomic import finish_interrupted_swaps
+
+    for folder in sorted(p for p in results_dir.iterdir() if p.is_dir()):
+        finish_interrupted_swaps(folder)  # an aggregate's set a kill left half-renamed
     found = []
     for path in sorted(results_dir.glob("*/summary.json")):
         try:
