@@ -19,8 +19,10 @@ and writes, in `results/<name>/`:
   plots.csv      the DVC plot's long table (panel, series, x, y)
   figures/*.png  the figures, and svg/*.svg the same as vector graphics
 
-Every float is rounded to `stats.STORED_DIGITS` significant digits (round-off residuals to
-their decade) before anything is written and before the figures are drawn, so a rerun on
+Every float is rounded to `stats.STORED_DIGITS` significant digits before anything is written
+and before the figures are drawn, and round-off is stored as a bound (`stats.round_decade`,
+`stats.round_off_floor`: ≤ 1e-10 is stored as 1e-10): a study's `residual_keys`, its
+`round_off_keys` and every spread over seeds (`_std`, `_se`) where tiny. So a rerun on
 another machine, whose last bits differ, writes the same files. Everything is computed in
 memory first, then written as a set (`records.atomic_write_set`): a failure while writing
 (a full disk) leaves the old set whole. A bad record or manifest stops it with one line
@@ -54,6 +56,7 @@ from widthlab.runtime.tables import job_counts, tidy_rows
 from widthlab.stats import round_tree
 
 log = logging.getLogger(__name__)
+SPREAD_SUFFIXES = ("_std", "_se")  # the tables' spreads over seeds (`runtime.tables`)
 
 
 def to_csv(rows: list[Mapping[str, Any]]) -> bytes:
@@ -117,10 +120,16 @@ def summarize(study: Study, records: dict[str, list[dict]], settings: Mapping[st
     def residual(key: str) -> bool:
         return any(part in key for part in study.residual_keys)
 
+    def round_off(key: str) -> bool:  # a spread over seeds of a shared value is 0 but rounding
+        return key.endswith(SPREAD_SUFFIXES) or any(p in key for p in study.round_off_keys)
+
+    def rounded(obj: Any) -> Any:
+        return round_tree(obj, residual=residual, round_off=round_off)
+
     return Results(
-        summary=round_tree(summary, residual=residual),
-        tables={k: round_tree(v, residual=residual) for k, v in tables.items()},
-        metrics=round_tree(metrics, residual=residual),
+        summary=rounded(summary),
+        tables={k: rounded(v) for k, v in tables.items()},
+        metrics=rounded(metrics),
     )
 
 

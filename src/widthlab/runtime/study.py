@@ -108,6 +108,10 @@ class Study:
     # Summary and table keys holding round-off residuals (stored as their decade, since
     # their digits differ between machines): a key matches when it contains one of these.
     residual_keys: tuple[str, ...] = ()
+    # Keys holding numbers that are round-off only where tiny (stats.round_off_floor: at most
+    # stats.ROUND_OFF_BOUND stored as that bound), e.g. the training error of a fit that can
+    # interpolate. Every key ending in _std or _se is one too (`runtime.aggregate`).
+    round_off_keys: tuple[str, ...] = ()
     # What `dvc exp show` compares between experiments, a few columns a study: the one
     # headline number of `Results.metrics` that DVC's metrics file keeps beside the counts
     # (`runtime.aggregate`), and the resolved settings (dotted keys of the study's main

@@ -59,6 +59,8 @@ class DoubleDescentRF(Study):
         ),
     )
     residual_keys = ("kkt_", "gd_limit_distance", "gd_explicit_vs_closed_form", "gram_condition")
+    # Zero but for rounding where the fit interpolates (d ≥ n without ridge; the kernel limit).
+    round_off_keys = ("train_mse",)
 
     summarize = staticmethod(summary.summarize)
     report = staticmethod(report.section)
