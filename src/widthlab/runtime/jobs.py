@@ -40,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 from widthlab.runtime.active_runs import ACTIVE_RUN
 from widthlab.runtime.datafiles import data_paths, file_digest
 from widthlab.runtime.devices import fixed_threads
-from widthlab.runtime.errors import STOPPING_ERRORS, ConfigError, DataFileError
+from widthlab.runtime.errors import STOPPING_ERRORS, ConfigError, DataFileError, storage_error
 from widthlab.runtime.parents import dirty_tags
 from widthlab.runtime.reads import recorded_reads
 from widthlab.runtime.records import atomic_write_json, config_hash, job_key, provenance
@@ -218,6 +218,15 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     kind = OmegaConf.select(cfg, "study.job", default=None)
     resolved = validate_config(cfg, study.job(kind).groups, study)
     if not in_multirun():
+        from widthlab.runtime.unread import (
+            STAGE_KEYS,
+            check_unread,
+            command_line_values,
+            task_overrides,
+        )
+
+        typed = command_line_values(*task_overrides())
+        check_unread(study, resolved["study"]["name"], [kind], typed, skip=STAGE_KEYS)
         preflight([resolved], study, writes=("results",))
         if resolved["dry_run"]:
             return dry_run_job(study, resolved)
@@ -356,9 +365,14 @@ def _compute(study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
         try:
             with recorded_reads(measured) as reads:
                 metrics = dict(job.measure(measured))
+            if not metrics:
+                raise RuntimeError("the measurement returned no metrics")
         except STOPPING_ERRORS:
             raise  # every job of the sweep would fail the same way: stop it now
         except Exception as exc:  # one failed cell must not stop the sweep
+            full = storage_error(exc)
+            if full is not None:
+                raise full from None  # a full disk: every later job would fail too
             log.error("job %s failed:\n%s", plan.key, traceback.format_exc())
             record.update(status="failed", reason=f"{type(exc).__name__}: {exc}", metrics={})
             record["timing"] = timing(start, baseline_mb)

@@ -183,6 +183,12 @@ def check_record(record: Any, path: Path) -> dict[str, Any]:
     if not isinstance(metrics, dict):
         raise BadFile(path, "its 'metrics' is not a mapping")
     if record["status"] == "ok":
+        if not metrics:
+            raise BadFile(
+                path,
+                "status 'ok' but no metrics: not a finished job's record (remove it and rerun "
+                "the sweep, which recomputes this job)",
+            )
         _check_numbers(metrics, path, "metrics")
     return record
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -34,8 +35,13 @@ DIGEST_LENGTH = 36  # MLflow's datasets.digest column
 
 
 def client(uri: str):
+    """The MlflowClient of store `uri`; a SQLite store that does not exist yet is created
+    first, whole or not at all (`create_sqlite_store`)."""
     from mlflow import MlflowClient
 
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        with store_creation_lock(uri):
+            create_sqlite_store(Path(uri.removeprefix("sqlite:///")))
     return MlflowClient(tracking_uri=uri)
 
 
@@ -51,8 +57,45 @@ def store_creation_lock(uri: str) -> Iterator[None]:
 
     lock_path = Path(uri.removeprefix("sqlite:///") + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(lock_path):
+    with FileLock(lock_path, is_singleton=True):  # reentrant: `client` may take it again
         yield
+
+
+def create_sqlite_store(path: Path) -> None:
+    """Make a new SQLite tracking store at `path` (if none is there) as a whole: MLflow
+    creates its tables and runs its ~50 migrations in a file beside it, which is renamed
+    into place only when complete. Made in place, a store interrupted halfway (a full disk,
+    a kill) stays half-migrated, and every later command fails on it ("duplicate column
+    name") even after space is freed. A failure leaves no file; a full disk is a
+    `StorageError`. Call under `store_creation_lock`."""
+    import sqlite3
+
+    from widthlab.runtime.errors import storage_error
+
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A new name every try: MLflow keeps an engine per URI for the life of the process.
+    partial = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex}")
+    try:
+        from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        # MLflow's own default artifact root, as `MlflowClient(uri)` would make the store.
+        store = SqlAlchemyStore(f"sqlite:///{partial}", DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)
+        store.engine.dispose()
+        with sqlite3.connect(partial) as con:  # the store on disk before it is named
+            con.execute("PRAGMA wal_checkpoint")
+        with open(partial, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(partial, path)
+    except BaseException as exc:
+        for leftover in partial.parent.glob(partial.name + "*"):
+            leftover.unlink(missing_ok=True)
+        full = storage_error(exc, path)
+        if full is not None:
+            raise full from None
+        raise
 
 
 def ensure_experiment(uri: str, name: str, description: str = "") -> str:
@@ -297,7 +340,12 @@ def job_run(
     try:
         yield job
     except BaseException as exc:
-        if not job.failed:
+        from widthlab.runtime.errors import STOPPING_SIGNALS
+
+        if isinstance(exc, STOPPING_SIGNALS | SystemExit):  # stopped, not failed
+            job.set_tags({"widthlab.stopped": type(exc).__name__})
+            mlflow_client.set_terminated(job.run_id, status="KILLED")
+        elif not job.failed:
             job.mark_failed(f"{type(exc).__name__}: {exc}")
         raise
     if not job.failed:

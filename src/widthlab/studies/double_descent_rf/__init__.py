@@ -28,6 +28,7 @@ class DoubleDescentRF(Study):
     title = "Random features: double descent (`double_descent_rf`)"
     order = 20
     headline_metric = "theory_rms_z"
+    model_config = "random_features"
     jobs = {"rf": Job(job.measure, None, peak_memory=job.peak_memory)}
     schema = {
         "width_ratio_grid": list_of(positive),
