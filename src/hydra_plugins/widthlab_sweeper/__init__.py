@@ -17,8 +17,11 @@ does, then, for a study sweep (one with `study._target_`):
   per-job launch lines to the sweep folder's `launch.log`
   (conf/hydra/hydra_logging/widthlab.yaml) instead of the terminal;
 - launches nothing at all under `dry_run=true`, writing nothing (not even the sweep folder);
-- after the sweep, warns in one line when jobs could not log to MLflow (their records say
-  `tracking_lost`) and ends their runs KILLED; the same command again runs exactly those jobs.
+- after the sweep, names in one line each a cluster job that ended without its result
+  (`widthlab_launcher.slurm`: cancelled, killed at its time limit, its node lost), ends the
+  MLflow runs it left RUNNING as KILLED and exits with status 1; warns in one line when jobs
+  could not log to MLflow (their records say `tracking_lost`) and ends their runs KILLED; the
+  same command again runs exactly those jobs.
 
 Any other multirun (e.g. `pipelines/data.py -m`) is swept and validated as before. The
 result list holds one entry per launched job. Hydra finds sweepers in the `hydra_plugins`
@@ -92,11 +95,20 @@ class CheckedSweeper(BasicSweeper):
             log.info("%d jobs in %d stacks of networks trained together", len(order), len(batch))
         with SweepProgress(plan, order, workers, planned) as progress:
             results = self.launcher.launch(batch, initial_job_idx=0)
+        from widthlab.runtime.errors import JobLost
+
+        # A cluster job that ended without its result (widthlab_launcher.slurm) is reported
+        # below; any other job's exception is re-raised, as BasicSweeper does.
+        lost = [r._return_value for r in results if isinstance(r._return_value, JobLost)]
         for result in results:
-            _ = result.return_value  # re-raises a job's exception, as BasicSweeper does
+            if not isinstance(result._return_value, JobLost):
+                _ = result.return_value
         print(progress.summary() + f"; logs in {sweep_dir}/", flush=True)
         members = planned or [[i] for i in order]  # the plan's jobs of each launched job
         report_untracked(plan, [i for group in members for i in group])
+        if lost:
+            report_lost(plan, lost, [members[error.index] for error in lost])
+            raise SystemExit(1)
         return [results]
 
     def _workers(self, jobs: int) -> int:
@@ -105,9 +117,25 @@ class CheckedSweeper(BasicSweeper):
         from widthlab.runtime.preflight import concurrent_jobs
 
         launcher = OmegaConf.to_container(self.config.hydra.launcher, resolve=True)
-        if "submitit" in str(launcher.get("_target_", "")).lower():
+        target = str(launcher.get("_target_", "")).lower()
+        if "submitit" in target or "slurm" in target:
             return jobs
         return concurrent_jobs(launcher)
+
+
+def report_lost(plan: Any, lost: list[Any], members: list[list[int]]) -> None:
+    """One line per cluster job that ended without its result (`runtime.errors.JobLost`); the
+    MLflow runs its sweep jobs left RUNNING end KILLED with that line as their reason."""
+    import sys
+
+    print(
+        f"{len(lost)} cluster job{'s' * (len(lost) > 1)} ended without a result; rerun the "
+        "same command to compute what is missing (finished jobs are cached):",
+        file=sys.stderr,
+    )
+    for error in lost:
+        print(f"error: {error}", file=sys.stderr)
+    end_runs(plan, {i: str(error) for error, jobs in zip(lost, members, strict=True) for i in jobs})
 
 
 def report_untracked(plan: Any, launched: list[int]) -> None:
