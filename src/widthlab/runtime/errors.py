@@ -72,6 +72,23 @@ def raise_if_stopping() -> None:
         raise Terminated(f"stopped by signal {signal.Signals(STOPPING['signal']).name}")
 
 
+class JobLost(RuntimeError):
+    """A cluster job that ended without its result (cancelled, killed at its time limit, its
+    node lost): `hydra_plugins.widthlab_launcher.slurm` returns one per such job, and the
+    sweeper reports it in one line. `index` is the job's place in the launch."""
+
+    def __init__(
+        self, job_id: str, state: str, index: int, overrides: list[str], log: str, hint: str
+    ) -> None:
+        self.job_id, self.state, self.index, self.overrides = job_id, state, index, overrides
+        shown = " ".join(o for o in overrides if not o.startswith("hydra."))
+        super().__init__(
+            f"SLURM job {job_id} ({shown}) ended {state} without its result"
+            + (f": {hint}" if hint else "")
+            + f"; its log: {log}"
+        )
+
+
 STOPPING_ERRORS = (ConfigError, DataFileError, BadFile, ResourceError)
 STOPPING_SIGNALS = (KeyboardInterrupt, Terminated)
 TRACEBACK_ENV = "WIDTHLAB_TRACEBACK"

@@ -11,6 +11,9 @@ a job within its sweep (`study.job_keys`). A job:
    record exists for the same config and code;
 4. measures on `threads` CPU threads, logs an MLflow child run and writes its record
    atomically (metrics first, record last: a job killed in between is simply recomputed).
+   The record says how long the tracking calls took (`timing.tracking_seconds`); a tracking
+   store unreachable past MLflow's retries does not lose the result: the record says so
+   (`tracking_lost`) and is not reused, so a rerun computes and logs that job.
 
 A record is reused when its code is the same (`code_hash`: the job's modules and what they
 import, `runtime.sources`) and every setting its measurement read (`reads`, recorded while it
@@ -140,6 +143,8 @@ def cached_record(plan: JobPlan) -> dict[str, Any] | None:
         return None  # absent, or unreadable: recompute
     if not isinstance(record, dict) or record.get("status") != "ok":
         return None
+    if record.get("tracking_lost"):
+        return None  # its result is kept, but its MLflow run is missing: compute and log it
     if record.get("code_hash") != plan.code_hash:
         return None
     reads = record.get("reads")
@@ -377,6 +382,7 @@ def _compute(study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
             record.update(status="failed", reason=f"{type(exc).__name__}: {exc}", metrics={})
             record["timing"] = timing(start, baseline_mb)
             run.mark_failed(record["reason"])
+            run.note(record)
             atomic_write_json(plan.path, record)
             log.info(
                 progress_line(
@@ -393,6 +399,7 @@ def _compute(study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
             timing=timing(start, baseline_mb),
         )
         run.log_points([*metric_points(metrics), ("seconds", record["timing"]["seconds"], 0)])
+    run.note(record)  # once the run has ended
     atomic_write_json(plan.path, record)
     log.info(
         progress_line(

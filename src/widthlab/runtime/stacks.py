@@ -266,6 +266,7 @@ def _measure(resolved: list[Mapping[str, Any]], plans: list[Any], study: Any) ->
             own = {k: lookup(plan.config, k) for k in union}
             record.update(status="ok", reads=jobs.job_reads(own, plan), metrics=dict(outcome))
             run.log_points([*metric_points(outcome), ("seconds", record["timing"]["seconds"], 0)])
-    for record, plan in zip(records, plans, strict=True):
+    for record, plan, run in zip(records, plans, opened, strict=True):
+        run.note(record)
         atomic_write_json(plan.path, record)
     return records
