@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from widthlab.runtime.collector import tune_collector
+from widthlab.runtime.entry import entry_point
 from widthlab.runtime.errors import exit_on_error
 
 # An absolute config path: the app also runs when this file is imported (tests, stage.py).
@@ -22,11 +23,14 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 @exit_on_error
-def main(cfg: DictConfig) -> None:
+def app(cfg: DictConfig) -> None:
     from widthlab.runtime.params import write_params  # after tune_collector()
 
     write_params(cfg)
 
+
+# Every error one line with status 2, SIGTERM and Ctrl-C one line (widthlab.runtime.entry).
+main = entry_point(app)
 
 if __name__ == "__main__":
     tune_collector()  # widthlab.runtime.collector

@@ -11,14 +11,14 @@ before any work (one line naming the key, the value and what is allowed), record
 `results/<study>/records/` and logged to MLflow (a parent run per sweep).
 """
 
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from widthlab.runtime.collector import tune_collector
-from widthlab.runtime.errors import exit_on_error, refuse_multirun_cfg
+from widthlab.runtime.entry import entry_point
+from widthlab.runtime.errors import exit_on_error
 
 # An absolute config path: the app also runs when this file is imported (tests, stage.py).
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -26,13 +26,15 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 @exit_on_error
-def main(cfg: DictConfig) -> None:
+def app(cfg: DictConfig) -> None:
     from widthlab.runtime.stacks import run_task  # after tune_collector()
 
     run_task(cfg)
 
 
+# Every error one line with status 2, SIGTERM and Ctrl-C one line (widthlab.runtime.entry).
+main = entry_point(app)
+
 if __name__ == "__main__":
     tune_collector()  # widthlab.runtime.collector
-    refuse_multirun_cfg(sys.argv[1:])
     main()

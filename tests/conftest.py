@@ -102,3 +102,13 @@ def smoke_pipeline(tmp_path_factory):
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "results")
     return repo
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An empty MLflow store, made once (its ~50 migrations take seconds): copy it."""
+    from widthlab.runtime.tracking import client
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    client(f"sqlite:///{path}").search_experiments()
+    return path

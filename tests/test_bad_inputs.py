@@ -110,6 +110,38 @@ def write(relative: str, text: str | None):
     return setup
 
 
+def sqlite_file(relative: str, *statements: str, truncate: int | None = None):
+    """A SQLite file made by `statements` (a store that is not MLflow's, or one whose schema
+    is not the one this MLflow writes), cut to `truncate` bytes if given."""
+
+    def setup(root: Path) -> None:
+        path = root / relative
+        with sqlite3.connect(path) as con:
+            for statement in statements:
+                con.execute(statement)
+        con.close()
+        if truncate is not None:
+            os.truncate(path, truncate)
+
+    return setup
+
+
+HALF_MIGRATED = sqlite_file(
+    "half.db",
+    "create table alembic_version (version_num varchar(32) not null)",
+    "insert into alembic_version values ('770bee3ae1dd')",  # where a full disk stopped it
+    "create table runs (run_uuid varchar(32))",
+    "create table experiments (experiment_id integer)",
+)
+TRUNCATED = sqlite_file(
+    "cut.db",
+    "create table runs (run_uuid text)",
+    "insert into runs select hex(randomblob(400)) from (with recursive c(x) as "
+    "(select 1 union all select x + 1 from c limit 2000) select x from c)",
+    truncate=300_000,
+)
+
+
 def drop_sha(content):
     del content["arrays"]["x_train"]["sha256"]
     return content
@@ -301,14 +333,78 @@ ROWS = [
     ("run", [*MLP, "model.width=500", "max_memory_gb=0.001"], "job `model.width=500,seed=0` needs about 0.0 GiB (estimated peak), more than the 0.0 GiB of max_memory_gb=0.001", None),
     ("data", ["data=sphere_linear", "data.n_train=10000000000"], "job `data=sphere_linear` needs about", None),
     # --- stage: a bad study or value stops before any sweep ----------------------------------
-    ("stage", ["study=no_such_study"], "In 'config': Could not find 'study/no_such_study'", None),
+    ("stage", ["study=no_such_study"], "study=no_such_study is not allowed: expected one of the configs of study/: double_descent_mlp", None),
     ("stage", [*TOY, "study.width=0"], "study.width=0 is not allowed", None),
     ("stage", [*TOY, "study.sweeps=[]"], "study.sweeps=[] is not allowed", None),
+    # --- 9. round 3: what a user of the newer studies types -------------------------------
+    # Keys a study never reads are refused, not ignored (runtime.unread).
+    ("run", [*NTK, "model._target_=torch.nn.Linear"], "model._target_='torch.nn.Linear' is not allowed: expected no value: the kernels job of ntk_convergence does not read model._target_", None),
+    ("run", ["-m", *NTK, "model._target_=torch.nn.Linear"], "model._target_='torch.nn.Linear' is not allowed: expected no value", None),
+    ("stage", [*NTK, "model._target_=torch.nn.Linear"], "model._target_='torch.nn.Linear' is not allowed: expected no value: the circle, kernels and mc_nngp jobs", None),
+    ("run", ["-m", "study=ntk_convergence/circle", "model.width=1000"], "model.width=1000 is not allowed: expected no value: the circle job of ntk_convergence does not read model.width", None),
+    ("run", ["-m", "study=ntk_convergence/circle", "seed=3"], "seed=3 is not allowed: expected no value: the circle job", None),
+    ("run", ["-m", "study=ntk_convergence/circle", "data.n_train=50"], "data.n_train=50 is not allowed: expected no value: the circle job", None),
+    ("run", [*LAZY, "train.lr=0.5"], "train.lr=0.5 is not allowed: expected no value: the train job of lazy_training does not read train.lr", None),
+    ("run", [*FVI, "train.lr=0.5"], "train.lr=0.5 is not allowed: expected no value: the train job of finite_vs_infinite", None),
+    ("run", ["-m", "study=finite_vs_infinite/kernels", "model.width=64"], "model.width=64 is not allowed: expected no value: the kernels job of finite_vs_infinite", None),
+    ("run", ["-m", "study=finite_vs_infinite/kernels", "seed=2"], "seed=2 is not allowed: expected no value", None),
+    ("stage", [*FVI, "train.lr=0.5"], "train.lr=0.5 is not allowed: expected no value: the kernels and train jobs of finite_vs_infinite", None),
+    ("run", [*FL, "train.lr=0.1"], "train.lr=0.1 is not allowed: expected no value: the transfer job of feature_learning", None),
+    ("run", ["-m", "study=feature_learning/coord", "train.max_steps=10"], "train.max_steps=10 is not allowed: expected no value: the coord job", None),
+    ("run", [*FL, "train.stop_loss=0.01"], "train.stop_loss=0.01 is not allowed: expected no value", None),
+    # A model config the study's jobs cannot take.
+    ("run", [*MM, "model=mlp"], "model='mlp' is not allowed: expected 'random_features' in this study", None),
+    ("run", ["-m", "study=max_margin/separability", "model=mlp"], "model='mlp' is not allowed: expected 'random_features'", None),
+    ("run", [*RF, "model=mlp"], "model='mlp' is not allowed: expected 'random_features'", None),
+    ("run", [*LAZY, "model=random_features"], "model='random_features' is not allowed: expected 'mlp' in this study", None),
+    ("run", [*DD1D, "model=random_features"], "model='random_features' is not allowed: expected 'mlp'", None),
+    # Values that passed every check and then failed, or diverged with status ok.
+    ("run", [*FVI, "study.lr_fraction=3"], "study.lr_fraction=3 is not allowed: expected a number in (0, 2)", None),
+    ("run", ["-m", "study=finite_vs_infinite/kernels", "study.lr_fraction=2"], "study.lr_fraction=2 is not allowed: expected a number in (0, 2)", None),
+    ("run", [*LAZY, "study.lr_fraction=2.5"], "study.lr_fraction=2.5 is not allowed: expected a number in (0, 2)", None),
+    ("run", [*LAZY, "seed=99999999999999999999"], "seed=99999999999999999999 is not allowed: expected an integer ≥ 0 and ≤ 4294967295", None),
+    ("run", ["-m", *FVI, "seed=0,4294967296"], "seed=4294967296 is not allowed", None),
+    ("data", ["data=mnist1d", "data.seed=99999999999999999999"], "data.seed=99999999999999999999 is not allowed", None),
+    ("run", [*LAZY, "threads=1000"], "threads=1000 is not allowed: expected an integer from 1 to", None),
+    ("data", ["data=digits", "threads=1000"], "threads=1000 is not allowed", None),
+    # The command line: a key given twice, an override Hydra cannot read.
+    ("run", ["-m", *LAZY, "model.depth=1,2", "model.depth=3"], "model.depth is given twice on the command line (`model.depth=1,2` and `model.depth=3`)", None),
+    ("data", ["data=teacher", "data.dim=4", "data.dim=8"], "data.dim is given twice", None),
+    ("aggregate", [*TOY, "study.reference=1", "study.reference=2"], "study.reference is given twice", None),
+    ("run", [*LAZY, "model.width=(64"], "the override `model.width=(64` is not in Hydra's override grammar", None),
+    # Unknown config names: the same one line and status from every entry point.
+    ("run", ["study=nope"], "study=nope is not allowed: expected one of the configs of study/:", None),
+    ("run", ["-m", "study=ntk_convergence/nope"], "study=ntk_convergence/nope is not allowed: expected one of the configs of study/: double_descent_mlp", None),
+    ("data", ["data=nope"], "data=nope is not allowed: expected one of the configs of data/: digits", None),
+    ("aggregate", ["study=nope"], "study=nope is not allowed: expected one of the configs of study/:", None),
+    ("aggregate", [*TOY, "profile=nope"], "profile=nope is not allowed: expected one of the configs of profile/: gpu, laptop, smoke", None),
+    ("report", ["profile=nope"], "profile=nope is not allowed: expected one of the configs of profile/:", None),
+    ("stage", [*LAZY, "profile=nope"], "profile=nope is not allowed: expected one of the configs of profile/:", None),
+    ("run", ["-m", *LAZY, "hydra/launcher=nope"], "hydra/launcher=nope is not allowed: expected one of the configs of hydra/launcher/: basic, cores", None),
+    ("run", [*LAZY, "train=nope"], "train=nope is not allowed: expected one of the configs of train/: adam, gd, sgd", None),
+    # A YAML file Hydra cannot read.
+    ("run", [*LAZY, "hydra.searchpath=[file://extra_conf]", "profile=tabbed"], "extra_conf/profile/tabbed.yaml: not valid YAML at line 2, column 1: found character '\\t'", write("extra_conf/profile/tabbed.yaml", "name: smoke\n\tparallel_jobs: 1\n")),
+    # The launcher: a count joblib refuses, before any parent run or manifest.
+    ("run", ["-m", *TOY, "hydra/launcher=cores", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0 is not allowed: expected a number of jobs side by side", None),
+    ("data", ["-m", "data=teacher,digits", "hydra/launcher=cores", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0 is not allowed", None),
+    # Tracking stores that are not an intact MLflow store of this MLflow's schema.
+    ("run", [*TOY, "tracking.uri=sqlite:///notes.db"], "notes.db: tracking.uri: not an SQLite database, so not an MLflow store", write("notes.db", "my notes")),
+    ("run", ["-m", *TOY, "tracking.uri=sqlite:///empty.db"], "empty.db: tracking.uri: an empty file, not an MLflow store: remove it", write("empty.db", "")),
+    ("run", [*TOY, "tracking.uri=sqlite:///half.db"], "half.db: tracking.uri: an MLflow store at schema revision 770bee3ae1dd, but this MLflow writes", HALF_MIGRATED),
+    ("aggregate", [*TOY, "tracking.uri=sqlite:///half.db"], "half.db: tracking.uri: an MLflow store at schema revision 770bee3ae1dd", HALF_MIGRATED),
+    ("data", ["data=teacher", "tracking.uri=sqlite:///half.db"], "half.db: tracking.uri: an MLflow store at schema revision", HALF_MIGRATED),
+    ("aggregate", [*TOY, "tracking.uri=sqlite:///cut.db"], "cut.db: tracking.uri: the MLflow store is damaged (SQLite: database disk image is malformed)", TRUNCATED),
+    ("run", [*TOY, "tracking.uri=sqlite:///other.db"], "other.db: tracking.uri: an SQLite database, but not an MLflow store", sqlite_file("other.db", "create table notes (text)")),
+    # Records and results the aggregate and the report cannot use.
+    ("aggregate", TOY, f"{TOY_RECORD}: status 'ok' but no metrics", write(TOY_RECORD, GOOD_RECORD)),
+    ("report", ["paths.results_dir=nothing_here"], "nothing_here: paths.results_dir does not exist", None),
+    ("report", ["paths.results_dir=empty"], "empty: no study summary in paths.results_dir", write("empty/.keep", "")),
+    ("report", ["paths.results_dir=blocker"], "blocker: paths.results_dir must be a folder, but this is a file", write("blocker", "x")),
 ]  # fmt: skip
 
 
 def test_the_table_is_large_and_covers_every_entry_point():
-    assert len(ROWS) >= 100
+    assert len(ROWS) >= 200
     assert {row[0] for row in ROWS} == {"data", "run", "stage", "aggregate", "report"}
 
 
@@ -328,14 +424,18 @@ def test_bad_input_stops_before_any_work_with_one_line(workspace, capsys, monkey
         # Tracking on, into a store of the workspace: a run created by mistake would show.
         extra = [] if any(a.startswith("tracking=") for a in args) else ["tracking=mlflow"]
         extra += [] if any("tracking.uri" in a for a in args) else [f"tracking.uri=sqlite:///{db}"]
-        extra += [] if SEARCH_PATH in args else [SEARCH_PATH]
+        extra += [] if any(a.startswith("hydra.searchpath=") for a in args) else [SEARCH_PATH]
         extra += [] if any(a.startswith("profile=") for a in args) else ["profile=smoke"]
         code = run_entry(name, [*args, *extra])
-        err = capsys.readouterr().err.strip()
+        captured = capsys.readouterr()
+        err = captured.err.strip()
         last = err.splitlines()[-1] if err else ""
-        assert code != 0, err
+        assert code == 2, err
         assert last.startswith(f"error: {expected}") or expected in last, err[-2000:]
         assert "Traceback" not in err
+        # One line: no log lines (Hydra's ERROR lines of a bad _target_) before it.
+        assert [line for line in err.splitlines() if line.startswith("error:")] == [last]
+        assert "[ERROR]" not in captured.out + captured.err
         assert snapshot(workspace) == before  # nothing written or changed
         assert mlflow_runs(db) == 0  # no MLflow run
     finally:

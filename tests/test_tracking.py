@@ -1,6 +1,8 @@
-"""The job run's dataset input survives the race of a parallel sweep's first jobs."""
+"""The job run's dataset input survives the race of a parallel sweep's first jobs; a tracking
+store out of reach stops a job's logging, not the job."""
 
 import hashlib
+import socket
 
 import pytest
 from mlflow import MlflowClient
@@ -52,3 +54,26 @@ def test_other_tracking_errors_are_not_retried(tmp_path):
     with pytest.raises(MlflowException, match="no such run"):
         JobRun(racing, run_id).log_dataset("digits", data, sha)
     assert racing.calls == 1
+
+
+def test_a_store_out_of_reach_stops_the_logging_and_the_record_says_so(tmp_path, monkeypatch):
+    """Past MLflow's retries (none here) the job's run stops logging instead of failing the
+    job; its record says why and what the calls took (`JobRun.note`)."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as s:  # a port nothing listens on: a tracking server that is down
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = JobRun(MlflowClient(f"http://127.0.0.1:{port}"), "0" * 32)
+    run.log_points([("distance", 1.0, 0)])
+    assert not run.active
+    run.set_tags({"widthlab.failure": "not sent"})  # nothing more is tried
+    record = {"timing": {"seconds": 1.0}}
+    run.note(record)
+    assert "ConnectionError" in record["tracking_lost"], record
+    assert record["timing"]["tracking_seconds"] >= 0
+
+
+def test_a_wrong_call_to_a_reachable_store_still_raises(tmp_path):
+    client, _, _, _ = _run(tmp_path)
+    with pytest.raises(MlflowException):
+        JobRun(client, "0" * 32).log_points([("distance", 1.0, 0)])  # no such run

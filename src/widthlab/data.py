@@ -12,6 +12,15 @@ evaluated on test points) and a JSON-able `settings` dict. Conventions:
 
 Argument errors raise `widthlab.checks.InvalidValue` naming the argument (`n_train`); the
 data stage reports them under their config key (`data.n_train`).
+
+The same bytes on every x86 machine: float64 results that depend on the CPU's vector width
+are computed otherwise. A product with a matrix goes through BLAS, whose kernels (chosen by
+the CPU: SkylakeX, Haswell, Sandybridge, ...) sum in different orders, so targets are
+computed by `fixed_order_products` (numpy's pairwise sum along a row, the same on every
+CPU). NumPy computes `exp` with AVX-512 code where the CPU has it and with the C library's
+elsewhere, and the two differ in the last bit: MNIST-1D's Gaussian filter weights are
+computed exactly (`gaussian_weights`). tests/test_data_bytes.py checks every data file
+against stored checksums with NumPy's and OpenBLAS's CPU dispatch narrowed to older CPUs.
 """
 
 from __future__ import annotations
@@ -62,7 +71,8 @@ def sphere_linear(
     w = uniform_sphere(rng, 1, dim, 1.0)[0]
     x = uniform_sphere(rng, n_train + n_test, dim, np.sqrt(dim))
     quad_scale = np.sqrt(2.0 * (dim - 1) / (dim + 2))
-    f = x @ beta1 + nonlinear * ((x @ w) ** 2 - 1.0) / quad_scale
+    linear, projected = fixed_order_products(x, np.stack([beta1, w])).T
+    f = linear + nonlinear * (projected**2 - 1.0) / quad_scale
     y = f + noise * rng.standard_normal(n_train + n_test)
     return Dataset(
         name="sphere_linear",
@@ -111,7 +121,8 @@ def teacher(
     v = rng.standard_normal((teacher_width, dim))
     a = rng.standard_normal(teacher_width)
     x = rng.standard_normal((n_train + n_test, dim))
-    f = np.maximum(x @ v.T / np.sqrt(dim), 0.0) @ a / np.sqrt(teacher_width)
+    hidden = np.maximum(fixed_order_products(x, v) / np.sqrt(dim), 0.0)
+    f = fixed_order_products(hidden, a[None, :])[:, 0] / np.sqrt(teacher_width)
     y = f + noise * rng.standard_normal(n_train + n_test)
     return Dataset(
         name="teacher",
@@ -130,6 +141,17 @@ def teacher(
             seed=seed,
         ),
     )
+
+
+def fixed_order_products(x: np.ndarray, w: np.ndarray, rows: int = 256) -> np.ndarray:
+    """x @ w.T for x [n, D] and w [m, D], each entry Σ_k x_ik w_jk summed by numpy's pairwise
+    summation along k: the same bits on every CPU, which BLAS does not promise (module
+    docstring). Computed `rows` rows of x at a time (memory rows·m·D floats)."""
+    out = np.empty((x.shape[0], w.shape[0]), dtype=np.float64)
+    for start in range(0, x.shape[0], rows):
+        block = x[start : start + rows, None, :] * w[None, :, :]
+        out[start : start + rows] = np.add.reduce(block, axis=2)
+    return out
 
 
 def digits(
@@ -213,15 +235,24 @@ def _mnist1d_generated() -> dict[str, np.ndarray]:
     # Cached: the generator is deterministic and takes seconds (mnist1d and mnist1d_noisy
     # both start from it).
     import random
+    from importlib import import_module
 
     from mnist1d.data import get_dataset_args
     from mnist1d.data import make_dataset as mnist1d_make_dataset
 
-    # The package draws from the legacy global generator; save and restore it.
+    # (`mnist1d.transform` names the function its package re-exports, not the module.)
+    transform = import_module("mnist1d.transform")
+
+    # The package draws from the legacy global generator; save and restore it. Its noise is
+    # smoothed by scipy's gaussian_filter, whose weights come from np.exp: swapped for the
+    # same filter with exact weights (module docstring) while it runs.
     numpy_state, python_state = np.random.get_state(), random.getstate()  # noqa: NPY002
+    scipy_filter = transform.gaussian_filter
+    transform.gaussian_filter = gaussian_filter_exact
     try:
         raw = mnist1d_make_dataset(get_dataset_args())
     finally:
+        transform.gaussian_filter = scipy_filter
         np.random.set_state(numpy_state)  # noqa: NPY002
         random.setstate(python_state)
     return {
@@ -230,6 +261,34 @@ def _mnist1d_generated() -> dict[str, np.ndarray]:
         "labels_train": np.asarray(raw["y"], dtype=np.int64),
         "labels_test": np.asarray(raw["y_test"], dtype=np.int64),
     }
+
+
+def gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """scipy.ndimage's Gaussian kernel, w_k = exp(−k²/(2σ²)) / Σ_j exp(−j²/(2σ²)) for
+    |k| ≤ r = ⌊truncate·σ + ½⌋, with each exponential correctly rounded (computed in
+    decimal at 40 digits, then rounded once to float64) rather than by np.exp, whose last
+    bit depends on the CPU (module docstring). Same exponent, same normalization as scipy's
+    `_gaussian_kernel1d`: where np.exp rounds correctly the weights are scipy's, bit for bit."""
+    from decimal import Decimal, localcontext
+
+    radius = int(truncate * float(sigma) + 0.5)
+    k = np.arange(-radius, radius + 1)
+    exponents = -0.5 / (float(sigma) * float(sigma)) * k**2
+    with localcontext() as context:
+        context.prec = 40
+        phi = np.array([float(Decimal(float(e)).exp()) for e in exponents])
+    return phi / phi.sum()
+
+
+def gaussian_filter_exact(x: np.ndarray, sigma: float) -> np.ndarray:
+    """`scipy.ndimage.gaussian_filter(x, sigma)` of a 1-D signal (mode 'reflect', truncate
+    4), with the weights of `gaussian_weights`."""
+    from scipy.ndimage import correlate1d
+
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError("gaussian_filter_exact filters 1-D signals")
+    return correlate1d(x, gaussian_weights(sigma)[::-1], mode="reflect")
 
 
 def mnist1d(

@@ -16,7 +16,12 @@ does, then, for a study sweep (one with `study._target_`):
 - shows one progress bar for the jobs it launches (`runtime.progress`), and sends Hydra's
   per-job launch lines to the sweep folder's `launch.log`
   (conf/hydra/hydra_logging/widthlab.yaml) instead of the terminal;
-- launches nothing at all under `dry_run=true`, writing nothing (not even the sweep folder).
+- launches nothing at all under `dry_run=true`, writing nothing (not even the sweep folder);
+- after the sweep, names in one line each a cluster job that ended without its result
+  (`widthlab_launcher.slurm`: cancelled, killed at its time limit, its node lost), ends the
+  MLflow runs it left RUNNING as KILLED and exits with status 1; warns in one line when jobs
+  could not log to MLflow (their records say `tracking_lost`) and ends their runs KILLED; the
+  same command again runs exactly those jobs.
 
 Any other multirun (e.g. `pipelines/data.py -m`) is swept and validated as before. The
 result list holds one entry per launched job. Hydra finds sweepers in the `hydra_plugins`
@@ -90,9 +95,20 @@ class CheckedSweeper(BasicSweeper):
             log.info("%d jobs in %d stacks of networks trained together", len(order), len(batch))
         with SweepProgress(plan, order, workers, planned) as progress:
             results = self.launcher.launch(batch, initial_job_idx=0)
+        from widthlab.runtime.errors import JobLost
+
+        # A cluster job that ended without its result (widthlab_launcher.slurm) is reported
+        # below; any other job's exception is re-raised, as BasicSweeper does.
+        lost = [r._return_value for r in results if isinstance(r._return_value, JobLost)]
         for result in results:
-            _ = result.return_value  # re-raises a job's exception, as BasicSweeper does
+            if not isinstance(result._return_value, JobLost):
+                _ = result.return_value
         print(progress.summary() + f"; logs in {sweep_dir}/", flush=True)
+        members = planned or [[i] for i in order]  # the plan's jobs of each launched job
+        report_untracked(plan, [i for group in members for i in group])
+        if lost:
+            report_lost(plan, lost, [members[error.index] for error in lost])
+            raise SystemExit(1)
         return [results]
 
     def _workers(self, jobs: int) -> int:
@@ -101,6 +117,71 @@ class CheckedSweeper(BasicSweeper):
         from widthlab.runtime.preflight import concurrent_jobs
 
         launcher = OmegaConf.to_container(self.config.hydra.launcher, resolve=True)
-        if "submitit" in str(launcher.get("_target_", "")).lower():
+        target = str(launcher.get("_target_", "")).lower()
+        if "submitit" in target or "slurm" in target:
             return jobs
         return concurrent_jobs(launcher)
+
+
+def report_lost(plan: Any, lost: list[Any], members: list[list[int]]) -> None:
+    """One line per cluster job that ended without its result (`runtime.errors.JobLost`); the
+    MLflow runs its sweep jobs left RUNNING end KILLED with that line as their reason."""
+    import sys
+
+    print(
+        f"{len(lost)} cluster job{'s' * (len(lost) > 1)} ended without a result; rerun the "
+        "same command to compute what is missing (finished jobs are cached):",
+        file=sys.stderr,
+    )
+    for error in lost:
+        print(f"error: {error}", file=sys.stderr)
+    end_runs(plan, {i: str(error) for error, jobs in zip(lost, members, strict=True) for i in jobs})
+
+
+def report_untracked(plan: Any, launched: list[int]) -> None:
+    """One line when jobs of this sweep could not log to MLflow (`tracking.JobRun`: the store
+    unreachable past MLflow's retries): their records keep their results and say why
+    (`tracking_lost`); the runs they left RUNNING end KILLED, if the store answers again."""
+    import json
+    import sys
+
+    reasons = {}
+    for i in launched:
+        try:
+            record = json.loads(plan.plans[i].path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("tracking_lost"):
+            reasons[i] = f"tracking lost, the record keeps the result: {record['tracking_lost']}"
+    if not reasons:
+        return
+    first = next(iter(reasons.values()))
+    print(
+        f"warning: {len(reasons)} job{'s' * (len(reasons) > 1)} could not log to MLflow "
+        f"({first if len(first) <= 200 else first[:200] + '…'}); rerun the same command once "
+        "the tracking store is back to log them",
+        file=sys.stderr,
+    )
+    try:
+        end_runs(plan, reasons)
+    except Exception as error:
+        from widthlab.runtime.tracking import unreachable
+
+        if not unreachable(error):
+            raise
+
+
+def end_runs(plan: Any, reasons: dict[int, str]) -> None:
+    """End as KILLED, with its reason, every RUNNING MLflow run of the jobs `reasons` names
+    (by their place in the plan): no run stays RUNNING, and a rerun of the same command
+    computes exactly those jobs."""
+    tracking = plan.resolved[0]["tracking"]
+    if not tracking["enabled"] or not reasons:
+        return
+    from widthlab.runtime.jobs import experiment_name
+    from widthlab.runtime.tracking import close_stale_runs, ensure_experiment
+
+    uri = str(tracking["uri"])
+    experiment = ensure_experiment(uri, experiment_name(plan.resolved[0]), plan.study.question)
+    for i, reason in reasons.items():
+        close_stale_runs(uri, experiment, plan.plans[i].key, "KILLED", reason=reason)

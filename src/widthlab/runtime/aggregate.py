@@ -19,11 +19,14 @@ and writes, in `results/<name>/`:
   plots.csv      the DVC plot's long table (panel, series, x, y)
   figures/*.png  the figures, and svg/*.svg the same as vector graphics
 
-Every float is rounded to `stats.STORED_DIGITS` significant digits (round-off residuals to
-their decade) before anything is written and before the figures are drawn, so a rerun on
+Every float is rounded to `stats.STORED_DIGITS` significant digits before anything is written
+and before the figures are drawn, and round-off is stored as a bound (`stats.round_decade`,
+`stats.round_off_floor`: ≤ 1e-10 is stored as 1e-10): a study's `residual_keys`, its
+`round_off_keys` and every spread over seeds (`_std`, `_se`) where tiny. So a rerun on
 another machine, whose last bits differ, writes the same files. Everything is computed in
-memory first, then written as a set (`records.atomic_write_set`): a failure while writing
-(a full disk) leaves the old set whole. A bad record or manifest stops it with one line
+memory first, then written as a set (`atomic.atomic_write_set`, the files an older run
+made and this one does not removed with it): a failure while writing (a full disk, a kill)
+leaves the old set whole. A bad record or manifest stops it with one line
 naming the file; a study whose every job failed gets its summary (listing the failures) but
 no figures. The metrics, curves, summary and figures are then logged to the parent run of
 each sweep it summarized (`log_to_parents`).
@@ -54,6 +57,7 @@ from widthlab.runtime.tables import job_counts, tidy_rows
 from widthlab.stats import round_tree
 
 log = logging.getLogger(__name__)
+SPREAD_SUFFIXES = ("_std", "_se")  # the tables' spreads over seeds (`runtime.tables`)
 
 
 def to_csv(rows: list[Mapping[str, Any]]) -> bytes:
@@ -117,22 +121,31 @@ def summarize(study: Study, records: dict[str, list[dict]], settings: Mapping[st
     def residual(key: str) -> bool:
         return any(part in key for part in study.residual_keys)
 
+    def round_off(key: str) -> bool:  # a spread over seeds of a shared value is 0 but rounding
+        return key.endswith(SPREAD_SUFFIXES) or any(p in key for p in study.round_off_keys)
+
+    def rounded(obj: Any) -> Any:
+        return round_tree(obj, residual=residual, round_off=round_off)
+
     return Results(
-        summary=round_tree(summary, residual=residual),
-        tables={k: round_tree(v, residual=residual) for k, v in tables.items()},
-        metrics=round_tree(metrics, residual=residual),
+        summary=rounded(summary),
+        tables={k: rounded(v) for k, v in tables.items()},
+        metrics=rounded(metrics),
     )
 
 
 def aggregate(cfg: DictConfig) -> dict[str, Any]:
     """Aggregate the study `cfg.study` names (module docstring); returns its summary."""
-    from widthlab.runtime.preflight import check_writable_dir
+    from widthlab.runtime.atomic import finish_interrupted_swaps
+    from widthlab.runtime.preflight import check_tracking, check_writable_dir
 
     study = load_study(OmegaConf.select(cfg, "study._target_", default=None))
     resolved = validate_config(cfg, (), study)
     name = resolved["study"]["name"]
     folder = Path(resolved["paths"]["results_dir"]) / name
     check_writable_dir("paths.results_dir", str(folder))
+    check_tracking(resolved["tracking"])  # before anything is written: it logs at the end
+    finish_interrupted_swaps(folder)  # a set a killed aggregate left half-renamed
     records, stale, missing = current_records(folder)
     if not records:
         raise BadFile(
@@ -165,12 +178,14 @@ def aggregate(cfg: DictConfig) -> dict[str, Any]:
         files = figure_bytes(spec.figure)
         outputs[folder / "figures" / f"{fig_name}.png"] = files["png"]
         outputs[folder / "svg" / f"{fig_name}.svg"] = files["svg"]
-    atomic_write_set(outputs)  # the new set whole, or the old one
-    for sub, suffix in (("figures", ".png"), ("svg", ".svg"), ("tables", ".csv")):  # none left
-        # from an older run
-        for old in (folder / sub).glob(f"*{suffix}"):
-            if old not in outputs:
-                old.unlink()
+    # Figures and tables of an older run that this one does not make leave with the old set.
+    dropped = [
+        old
+        for sub, suffix in (("figures", ".png"), ("svg", ".svg"), ("tables", ".csv"))
+        for old in (folder / sub).glob(f"*{suffix}")
+        if old not in outputs
+    ]
+    atomic_write_set(outputs, remove=dropped)  # the new set whole, or the old one
     if resolved["tracking"]["enabled"]:
         pngs = [p for p in outputs if p.suffix == ".png"]
         log_to_parents(study, resolved, folder, results, records, pngs)

@@ -27,8 +27,9 @@ class JobMLFlowLogger(MLFlowLogger):
     runs. Keys are the module's own `epoch/<split>_<metric>` names, valid MLflow keys as
     they are (Lightning's logger would rename others)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, job_run: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.job_run = job_run  # the job's `tracking.JobRun`
         self._pending: list[Any] = []
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -41,13 +42,10 @@ class JobMLFlowLogger(MLFlowLogger):
         )
 
     def flush(self) -> None:
-        """Write every pending curve point into the run."""
-        from mlflow.utils.validation import MAX_METRICS_PER_BATCH
-
+        """Write every pending curve point into the run, through the job's `JobRun` (which
+        times the calls and survives a tracking server that stays away)."""
         pending, self._pending = self._pending, []
-        for start in range(0, len(pending), MAX_METRICS_PER_BATCH):
-            chunk = pending[start : start + MAX_METRICS_PER_BATCH]
-            self.experiment.log_batch(run_id=self.run_id, metrics=chunk)
+        self.job_run.log_metric_batch(pending)
 
     def finalize(self, status: str = "success") -> None:
         pass
@@ -61,4 +59,4 @@ def job_logger(tracking: Mapping[str, Any]) -> Any:
     run = active_run()
     if run is None or not run.active:
         return False
-    return JobMLFlowLogger(tracking_uri=str(tracking["uri"]), run_id=run.run_id)
+    return JobMLFlowLogger(tracking_uri=str(tracking["uri"]), run_id=run.run_id, job_run=run)

@@ -3,7 +3,8 @@
 `save_dataset` writes `<dir>/<name>.npz` (every array) and `<dir>/<name>.json`, the card:
 sizes, dims, the generator's settings and the sha256 of each array. Both are byte-for-byte
 identical for the same settings (zip entries carry a fixed timestamp, JSON keys are sorted)
-and written atomically, so an interrupted run leaves the old file or the new one.
+and written as one set (`runtime.atomic`), so an interrupted run leaves the old pair or the
+new one, never new arrays beside an old card.
 
 `load_dataset` refuses, with one line saying what to run, a file that is missing, unreadable,
 whose card is malformed, whose arrays do not match their checksums, or whose settings differ
@@ -27,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from widthlab.dataset import Dataset
+from widthlab.runtime.atomic import atomic_write_set, finish_interrupted_swaps
 from widthlab.runtime.errors import DataFileError
-from widthlab.runtime.records import atomic_write_bytes, atomic_write_json
+from widthlab.runtime.records import json_text
 
 FORMAT_VERSION = 1
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed entry timestamp: same arrays ⇒ same bytes
@@ -83,8 +85,8 @@ def save_dataset(ds: Dataset, directory: str | os.PathLike[str]) -> tuple[Path, 
             # same arrays gave different files, and DVC hashes, across Python versions.
             zf.writestr(info, member.getvalue())
     npz_path, json_path = data_paths(ds.name, directory)
-    atomic_write_bytes(npz_path, buf.getvalue())
-    atomic_write_json(json_path, dataset_card(ds))
+    card = json_text(dataset_card(ds)).encode()
+    atomic_write_set({npz_path: buf.getvalue(), json_path: card})  # the arrays and their card
     return npz_path, json_path
 
 
@@ -201,6 +203,7 @@ def load_dataset(
     come from an in-process cache (a sweep reads the same file once).
     """
     npz_path, json_path = data_paths(name, directory)
+    finish_interrupted_swaps(npz_path.parent)  # a file and its card, renamed halfway by a kill
     rerun = regenerate_command(name, profile)
     if not npz_path.is_file() or not json_path.is_file():
         raise DataFileError(f"data set {name!r} not found in {directory}/: make it with {rerun}")

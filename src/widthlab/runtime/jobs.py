@@ -11,6 +11,9 @@ a job within its sweep (`study.job_keys`). A job:
    record exists for the same config and code;
 4. measures on `threads` CPU threads, logs an MLflow child run and writes its record
    atomically (metrics first, record last: a job killed in between is simply recomputed).
+   The record says how long the tracking calls took (`timing.tracking_seconds`); a tracking
+   store unreachable past MLflow's retries does not lose the result: the record says so
+   (`tracking_lost`) and is not reused, so a rerun computes and logs that job.
 
 A record is reused when its code is the same (`code_hash`: the job's modules and what they
 import, `runtime.sources`) and every setting its measurement read (`reads`, recorded while it
@@ -40,7 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from widthlab.runtime.active_runs import ACTIVE_RUN
 from widthlab.runtime.datafiles import data_paths, file_digest
 from widthlab.runtime.devices import fixed_threads
-from widthlab.runtime.errors import STOPPING_ERRORS, ConfigError, DataFileError
+from widthlab.runtime.errors import STOPPING_ERRORS, ConfigError, DataFileError, storage_error
 from widthlab.runtime.parents import dirty_tags
 from widthlab.runtime.reads import recorded_reads
 from widthlab.runtime.records import atomic_write_json, config_hash, job_key, provenance
@@ -140,6 +143,8 @@ def cached_record(plan: JobPlan) -> dict[str, Any] | None:
         return None  # absent, or unreadable: recompute
     if not isinstance(record, dict) or record.get("status") != "ok":
         return None
+    if record.get("tracking_lost"):
+        return None  # its result is kept, but its MLflow run is missing: compute and log it
     if record.get("code_hash") != plan.code_hash:
         return None
     reads = record.get("reads")
@@ -218,6 +223,15 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     kind = OmegaConf.select(cfg, "study.job", default=None)
     resolved = validate_config(cfg, study.job(kind).groups, study)
     if not in_multirun():
+        from widthlab.runtime.unread import (
+            STAGE_KEYS,
+            check_unread,
+            command_line_values,
+            task_overrides,
+        )
+
+        typed = command_line_values(*task_overrides())
+        check_unread(study, resolved["study"]["name"], [kind], typed, skip=STAGE_KEYS)
         preflight([resolved], study, writes=("results",))
         if resolved["dry_run"]:
             return dry_run_job(study, resolved)
@@ -356,13 +370,19 @@ def _compute(study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
         try:
             with recorded_reads(measured) as reads:
                 metrics = dict(job.measure(measured))
+            if not metrics:
+                raise RuntimeError("the measurement returned no metrics")
         except STOPPING_ERRORS:
             raise  # every job of the sweep would fail the same way: stop it now
         except Exception as exc:  # one failed cell must not stop the sweep
+            full = storage_error(exc)
+            if full is not None:
+                raise full from None  # a full disk: every later job would fail too
             log.error("job %s failed:\n%s", plan.key, traceback.format_exc())
             record.update(status="failed", reason=f"{type(exc).__name__}: {exc}", metrics={})
             record["timing"] = timing(start, baseline_mb)
             run.mark_failed(record["reason"])
+            run.note(record)
             atomic_write_json(plan.path, record)
             log.info(
                 progress_line(
@@ -379,6 +399,7 @@ def _compute(study: Study, job: Job, plan: JobPlan, resolved) -> dict[str, Any]:
             timing=timing(start, baseline_mb),
         )
         run.log_points([*metric_points(metrics), ("seconds", record["timing"]["seconds"], 0)])
+    run.note(record)  # once the run has ended
     atomic_write_json(plan.path, record)
     log.info(
         progress_line(

@@ -103,6 +103,20 @@ def close_cached_runs(client: Any, experiment_id: str, keys: set[str]) -> None:
             client.set_terminated(run.info.run_id, status="FINISHED")
 
 
+def end_running_children(client: Any, run_id: str, status: str) -> int:
+    """End the children of parent `run_id` still RUNNING with `status` (a sweep stopped by a
+    signal: a worker killed outright could not end its own run); returns how many."""
+    experiment_id = client.get_run(run_id).info.experiment_id
+    running = client.search_runs(
+        [experiment_id],
+        f"tags.`mlflow.parentRunId` = '{run_id}' and attributes.status = 'RUNNING'",
+        max_results=50000,
+    )
+    for run in running:
+        client.set_terminated(run.info.run_id, status=status)
+    return len(running)
+
+
 def end_parent(client: Any, run_id: str, status: str) -> None:
     """End a parent this process created; delete it when it ended FINISHED with no child and
     another finished parent of the same digest holds the runs (a racing identical sweep)."""

@@ -13,8 +13,13 @@ sweep (one for a single run) and checks, stopping at the first problem with one 
   the memory available now, and so do the largest ones together when a parallel launcher
   runs several side by side; on a GPU (`device` resolves to CUDA) the same in its free
   memory, which every worker of the launcher shares;
-- tracking: the URI's scheme is one MLflow stores take, and a server answers within a few
-  seconds (no 250-second retry loop).
+- tracking: the URI's scheme is one MLflow stores take; a SQLite store that exists is
+  opened and its schema checked (an MLflow store, intact, at the schema revision this MLflow
+  writes, writable), so a corrupt, foreign or half-created store is one line saying what to
+  do, not a traceback from the first job; a server answers within a few seconds (no
+  250-second retry loop);
+- space: every folder it writes has some free space left (`MIN_FREE_BYTES`);
+- launcher: a parallel launcher's `n_jobs` is a count joblib takes.
 """
 
 from __future__ import annotations
@@ -23,23 +28,29 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from widthlab.runtime.errors import BadFile, ConfigError, ResourceError
+from widthlab.runtime.errors import BadFile, ConfigError, ResourceError, StorageError
 
 DATABASE_SCHEMES = ("postgresql", "mysql", "mssql", "databricks")
 SERVER_TIMEOUT_S = 5.0
+# Below this much free space a folder is full for an entry point: a record, a summary or a
+# page of the tracking store needs a few kilobytes, a new store about a megabyte.
+MIN_FREE_BYTES = 2**20
 
 
 def check_writable_dir(key: str, value: str) -> None:
-    """`value` is a folder that exists and is writable, or can be created."""
+    """`value` is a folder that exists and is writable, or can be created, on a file system
+    with space left (`MIN_FREE_BYTES`)."""
     path = Path(value)
     if path.exists():
         if not path.is_dir():
             raise BadFile(path, f"{key} must be a folder, but this is a file")
         if not os.access(path, os.W_OK | os.X_OK):
             raise BadFile(path, f"{key} is not writable")
+        check_free_space(path)
         return
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
@@ -48,6 +59,19 @@ def check_writable_dir(key: str, value: str) -> None:
         raise BadFile(parent, f"{key}={value} cannot be created: {parent} is a file")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise BadFile(parent, f"{key}={value} cannot be created here: not writable")
+    check_free_space(parent)
+
+
+def check_free_space(folder: Path) -> None:
+    """The file system of `folder` has at least `MIN_FREE_BYTES` free."""
+    import errno
+    import shutil
+
+    from widthlab.runtime.errors import storage_advice
+
+    free = shutil.disk_usage(folder).free
+    if free < MIN_FREE_BYTES:
+        raise StorageError(folder, f"{free} bytes free, {storage_advice(errno.ENOSPC)}")
 
 
 def check_paths(paths: Mapping[str, Any], writes: Iterable[str]) -> None:
@@ -59,10 +83,10 @@ def check_paths(paths: Mapping[str, Any], writes: Iterable[str]) -> None:
 
 
 def _import_target(key: str, target: str, base: type, kind: str) -> None:
-    from hydra.utils import get_class
+    from widthlab.runtime.study import get_class_quietly
 
     try:
-        cls = get_class(target)
+        cls = get_class_quietly(target)
     except Exception as exc:
         cause = exc.__cause__ or exc
         raise ConfigError(key, target, f"an importable {kind} ({type(cause).__name__})") from None
@@ -189,7 +213,9 @@ def check_tracking(tracking: Mapping[str, Any]) -> None:
         path = Path(uri.removeprefix("sqlite:///"))
         if path.exists() and not path.is_file():
             raise BadFile(path, "tracking.uri points at a folder, not a SQLite file")
-        check_writable_dir("tracking.uri's folder", str(path.parent))
+        if path.exists():
+            check_sqlite_store(path)
+        check_writable_dir("tracking.uri's folder", str(path.parent))  # SQLite's journal
     elif base in ("http", "https"):
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_S):
@@ -200,6 +226,105 @@ def check_tracking(tracking: Mapping[str, Any]) -> None:
             raise ConfigError("tracking.uri", uri, allowed) from None
     elif base not in DATABASE_SCHEMES:
         raise ConfigError("tracking.uri", uri, allowed)
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+@cache
+def mlflow_schema_head() -> str | None:
+    """The schema revision the installed MLflow writes: the one revision of its Alembic
+    migration scripts that no other revises (read as text: importing the ~50 scripts costs
+    seconds), or None if not found."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "store" / "db_migrations" / "versions"
+    revisions, revised = set(), set()
+    for script in folder.glob("*.py"):
+        text = script.read_text(errors="replace")
+        found = re.search(r"^revision\s*=\s*['\"]([0-9a-z_]+)['\"]", text, re.M)
+        down = re.search(r"^down_revision\s*=\s*(.+)$", text, re.M)
+        if found:
+            revisions.add(found.group(1))
+        if down:
+            revised.update(re.findall(r"['\"]([0-9a-z_]+)['\"]", down.group(1)))
+    heads = revisions - revised
+    return heads.pop() if len(heads) == 1 else None
+
+
+def check_sqlite_store(path: Path) -> None:
+    """An existing SQLite tracking store is an intact, complete MLflow store this process
+    can write; else `BadFile` saying what it is and what to do."""
+    import sqlite3
+
+    remove = "remove it (or move it away): the next run makes a new store"
+    with open(path, "rb") as fh:
+        header = fh.read(len(SQLITE_HEADER))
+    if not header:
+        raise BadFile(path, f"tracking.uri: an empty file, not an MLflow store: {remove}")
+    if header != SQLITE_HEADER:
+        raise BadFile(
+            path,
+            "tracking.uri: not an SQLite database, so not an MLflow store: point tracking.uri "
+            "at another file, or move this one away",
+        )
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise BadFile(path, "tracking.uri: the store is read-only here: make it writable")
+    try:
+        con = sqlite3.connect(path)
+        try:
+            check = con.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                raise sqlite3.DatabaseError(check[0] if check else "no answer")
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+            version = None
+            if "alembic_version" in tables:
+                row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+                version = row[0] if row else None
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise BadFile(
+            path,
+            f"tracking.uri: the MLflow store is damaged (SQLite: {exc}): restore it from a "
+            f"backup, or {remove} (its runs are lost; records and results are not)",
+        ) from None
+    if "alembic_version" not in tables or "runs" not in tables:
+        raise BadFile(
+            path,
+            "tracking.uri: an SQLite database, but not an MLflow store (no MLflow tables): "
+            "point tracking.uri at another file, or move this one away",
+        )
+    head = mlflow_schema_head()
+    if head is not None and version != head:
+        raise BadFile(
+            path,
+            f"tracking.uri: an MLflow store at schema revision {version}, but this MLflow "
+            f"writes {head}: a store whose creation was interrupted (a full disk, a kill): "
+            f"{remove}; or one made by another MLflow version: back it up and run `mlflow db "
+            f"upgrade sqlite:///{path}`",
+        )
+
+
+def check_launcher(launcher: Mapping[str, Any] | None) -> None:
+    """A joblib launcher's `n_jobs` is a count joblib takes (not 0, an integer)."""
+    from widthlab.checks import is_int
+
+    launcher = launcher or {}
+    if "joblib" not in str(launcher.get("_target_", "")).lower():
+        return
+    n_jobs = launcher.get("n_jobs")
+    if n_jobs is not None and (not is_int(n_jobs) or n_jobs == 0):
+        raise ConfigError(
+            "hydra.launcher.n_jobs",
+            n_jobs,
+            "a number of jobs side by side: an integer ≥ 1, or −1 for one per core (−2: all "
+            "but one)",
+        )
 
 
 def preflight(

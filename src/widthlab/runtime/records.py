@@ -6,8 +6,8 @@ of the settings its measurement read (`runtime.reads`), a digest of the code tha
 it (`runtime.sources`), and where it came from (git commit, package versions). Paths
 never contain timestamps: `<results_dir>/<study>/records/<job>/<key>.json` with `key` built
 from the swept values (`model.depth=2,model.width=1024,seed=3`). Writing goes to a temporary
-file in the same folder that is then renamed into place, so a killed job leaves the old
-record or the new one, never half of one.
+file in the same folder that is then renamed into place (`runtime.atomic`), so a killed job
+leaves the old record or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -18,49 +18,14 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from widthlab.runtime.atomic import atomic_write_bytes, atomic_write_set  # noqa: F401
 from widthlab.runtime.errors import BadFile
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> None:
-    """Write `payload` to `path` through a temporary file renamed into place."""
-    atomic_write_set({Path(path): payload})
-
-
-def atomic_write_set(outputs: Mapping[Path, bytes]) -> None:
-    """Write a set of files so that a failure leaves the old set whole: every payload goes to
-    a temporary file beside its target first (written and synced; a full disk fails here,
-    before any target is touched), and only then is each renamed into place (a rename needs
-    no space). A process killed between two renames leaves some files new and the others
-    old, each of them whole."""
-    written: list[tuple[str, Path]] = []
-    try:
-        for path, payload in outputs.items():
-            path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            written.append((tmp, path))
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-        while written:
-            tmp, path = written[0]
-            os.replace(tmp, path)
-            written.pop(0)
-    except BaseException:
-        for tmp, _ in written:
-            Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def jsonable(obj: Any) -> Any:
@@ -218,6 +183,12 @@ def check_record(record: Any, path: Path) -> dict[str, Any]:
     if not isinstance(metrics, dict):
         raise BadFile(path, "its 'metrics' is not a mapping")
     if record["status"] == "ok":
+        if not metrics:
+            raise BadFile(
+                path,
+                "status 'ok' but no metrics: not a finished job's record (remove it and rerun "
+                "the sweep, which recomputes this job)",
+            )
         _check_numbers(metrics, path, "metrics")
     return record
 

@@ -190,12 +190,16 @@ class Page:
         name = summary["study"]
         uri = str(self.tracking.get("uri") or "")
         link = ""
-        if self.tracking.get("enabled") and uri:
+        # Only a store that exists is asked: reading must not create one (MLflow would).
+        missing = (
+            uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file()
+        )
+        if self.tracking.get("enabled") and uri and not missing:
             try:
                 from mlflow import MlflowClient
 
                 exp = MlflowClient(tracking_uri=uri).get_experiment_by_name(name)
-            except Exception:  # an unreachable store: the page still renders
+            except Exception:  # an unreachable or broken store: the page still renders
                 exp = None
             if exp is not None:
                 from widthlab.runtime.parents import experiment_url, ui_address
@@ -210,6 +214,10 @@ class Page:
 
 def read_summaries(results_dir: Path) -> list[dict[str, Any]]:
     """Every study summary under `results_dir`, in report order."""
+    from widthlab.runtime.atomic import finish_interrupted_swaps
+
+    for folder in sorted(p for p in results_dir.iterdir() if p.is_dir()):
+        finish_interrupted_swaps(folder)  # an aggregate's set a kill left half-renamed
     found = []
     for path in sorted(results_dir.glob("*/summary.json")):
         try:
@@ -270,6 +278,21 @@ def render_report(
     return "\n".join(lines).rstrip() + "\n"
 
 
+def check_results_dir(results_dir: Path) -> None:
+    """The results folder exists, is a folder and holds at least one study summary: a report
+    of nothing is not written (it would replace the page with an empty one)."""
+    if not results_dir.exists():
+        raise BadFile(results_dir, "paths.results_dir does not exist: run the studies first")
+    if not results_dir.is_dir():
+        raise BadFile(results_dir, "paths.results_dir must be a folder, but this is a file")
+    if not any(results_dir.glob("*/summary.json")):
+        raise BadFile(
+            results_dir,
+            "no study summary in paths.results_dir (<study>/summary.json): run a study's "
+            "stage first (`python pipelines/stage.py study=<name>`, or `dvc repro`)",
+        )
+
+
 def write_report(cfg: Any) -> Path:
     """The report stage (`pipelines/report.py`): check, render, write atomically."""
     from widthlab.runtime.preflight import check_writable_dir
@@ -278,6 +301,7 @@ def write_report(cfg: Any) -> Path:
 
     resolved = validate_config(cfg)
     check_writable_dir("paths.reports_dir", resolved["paths"]["reports_dir"])
+    check_results_dir(Path(resolved["paths"]["results_dir"]))
     page = Path(resolved["paths"]["reports_dir"]) / "report.md"
     profile = str((resolved.get("profile") or {}).get("name"))
     text = render_report(

@@ -61,6 +61,20 @@ positive: Check = _as_config_error(check_positive)
 fraction: Check = _as_config_error(check_fraction)
 
 
+def stable_step(key: str, value: Any) -> None:
+    """A gradient-descent step as a fraction of the stability limit: η = value·n/λ_max, stable
+    for 0 < value < 2 (from 2 on the iterates, and the NTK predictor of the same steps,
+    diverge: the job would end 'ok' with a limit of 1e28)."""
+    positive(key, value)
+    if value >= 2:
+        raise ConfigError(
+            key,
+            value,
+            "a number in (0, 2): η = lr_fraction·n/λ_max(Θ), and gradient descent diverges "
+            "from 2 on",
+        )
+
+
 def text(key: str, value: Any) -> None:
     if not isinstance(value, str) or not value:
         raise ConfigError(key, value, "a non-empty string")
@@ -104,7 +118,30 @@ def may_be_absent(inner: Check) -> Check:
     return check
 
 
-SEED = integer(0)
+# numpy's, torch's and Lightning's seeds all take this range (torch refuses more than 64
+# bits, so a larger seed failed inside the job).
+MAX_SEED = 2**32 - 1
+SEED = integer(0, MAX_SEED)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity; the machine's count elsewhere)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def threads(key: str, value: Any) -> None:
+    """At least one thread, and no more than the cores this process may use: more threads
+    than cores only oversubscribe them (and the record would claim a setting it never had)."""
+    cores = usable_cores()
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= cores:
+        raise ConfigError(key, value, f"an integer from 1 to {cores} (the cores of this machine)")
+
+
 DATA: dict[str, Schema] = {
     "sphere_linear": {
         "name": text, "n_train": integer(1), "n_test": integer(1), "dim": integer(2),
@@ -183,7 +220,7 @@ ROOT: Schema = {
     "resume": boolean,
     "dry_run": boolean,
     "device": text,
-    "threads": integer(1),
+    "threads": threads,
     "max_memory_gb": optional(positive),
     "tracking": {"enabled": boolean, "uri": optional(text), "experiment": optional(text)},
     "paths": {"data_dir": text, "results_dir": text, "reports_dir": text, "cache_dir": text},
@@ -269,6 +306,13 @@ def validate_config(
     if "model" in groups:
         if not model:
             raise ConfigError("model", model, f"one of the model configs {sorted(MODEL)}")
+        wanted = getattr(study, "model_config", None)
+        if wanted is not None and model_kind(model) != wanted:
+            raise ConfigError(
+                "model",
+                model_kind(model),
+                f"{wanted!r} in this study (its jobs take the model config model={wanted})",
+            )
         check_node("model", model, MODEL[model_kind(model)])
     if "train" in groups:
         check_node("train", resolved.get("train"), TRAIN)

@@ -152,8 +152,10 @@ def stack_overrides(plan: Any, stacks: list[list[int]], path: Path) -> list[list
 
 def run_task(cfg: Any) -> Any:
     """A sweep's task: the stack the environment names, else the one job `cfg` describes."""
+    from widthlab.runtime.entry import worker_signals
     from widthlab.runtime.jobs import run_job
 
+    worker_signals()  # a parallel launcher's worker: SIGTERM ends its runs KILLED
     named = os.environ.get(STACK_ENV)
     return run_stack(cfg, named) if named else run_job(cfg)
 
@@ -216,7 +218,7 @@ def _measure(resolved: list[Mapping[str, Any]], plans: list[Any], study: Any) ->
     from widthlab.runtime import jobs
     from widthlab.runtime.active_runs import ACTIVE_RUNS
     from widthlab.runtime.devices import fixed_threads
-    from widthlab.runtime.errors import STOPPING_ERRORS
+    from widthlab.runtime.errors import STOPPING_ERRORS, storage_error
     from widthlab.runtime.reads import lookup, recorded_reads_of
     from widthlab.runtime.records import atomic_write_json
     from widthlab.runtime.tracking import metric_points
@@ -241,6 +243,9 @@ def _measure(resolved: list[Mapping[str, Any]], plans: list[Any], study: Any) ->
         except STOPPING_ERRORS:
             raise
         except Exception as exc:  # the stack failed as a whole: every job of it failed
+            full = storage_error(exc)
+            if full is not None:
+                raise full from None  # a full disk: every later job would fail too
             log.error("stack of %d jobs failed:\n%s", len(plans), traceback.format_exc())
             outcomes = [exc] * len(plans)
         finally:
@@ -251,6 +256,8 @@ def _measure(resolved: list[Mapping[str, Any]], plans: list[Any], study: Any) ->
         share.update(seconds=seconds / len(plans), stack={"seconds": seconds, "jobs": len(plans)})
         for record, plan, run, outcome in zip(records, plans, opened, outcomes, strict=True):
             record["timing"] = dict(share)
+            if not isinstance(outcome, BaseException) and not outcome:
+                outcome = RuntimeError("the measurement returned no metrics")
             if isinstance(outcome, BaseException):
                 record.update(status="failed", reason=f"{type(outcome).__name__}: {outcome}")
                 record["metrics"] = {}
@@ -259,6 +266,7 @@ def _measure(resolved: list[Mapping[str, Any]], plans: list[Any], study: Any) ->
             own = {k: lookup(plan.config, k) for k in union}
             record.update(status="ok", reads=jobs.job_reads(own, plan), metrics=dict(outcome))
             run.log_points([*metric_points(outcome), ("seconds", record["timing"]["seconds"], 0)])
-    for record, plan in zip(records, plans, strict=True):
+    for record, plan, run in zip(records, plans, opened, strict=True):
+        run.note(record)
         atomic_write_json(plan.path, record)
     return records

@@ -64,42 +64,53 @@ def _call(main, argv: list[str]) -> int:
 
 def study_sweeps(pipelines: Path, overrides: list[str]) -> tuple[str, list[str], bool]:
     """The study's name, the sweeps its config lists and whether this is a dry run; a bad
-    config raises SystemExit(2) after printing its one line."""
+    config raises its error."""
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
-    from widthlab.runtime.errors import STOPPING_ERRORS
     from widthlab.runtime.schemas import validate_config
     from widthlab.runtime.study import load_study
 
-    try:
-        with initialize_config_dir(str((pipelines.parent / "conf").resolve()), version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
-    except Exception as exc:  # Hydra's own message: an unknown study, a malformed override
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        raise SystemExit(2) from None
-    try:
-        from omegaconf import OmegaConf
+    # Hydra's own errors (an unknown study, a YAML file it cannot read) and the config's reach
+    # `entry.guarded`, which prints each as one line.
+    with initialize_config_dir(str((pipelines.parent / "conf").resolve()), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+        groups = list(cfg.hydra.runtime.choices)
+    study = load_study(OmegaConf.select(cfg, "study._target_", default=None))
+    resolved = validate_config(cfg, (), study)
+    from widthlab.runtime.unread import STAGE_KEYS, check_unread, command_line_values
 
-        study = load_study(OmegaConf.select(cfg, "study._target_", default=None))
-        resolved = validate_config(cfg, (), study)
-    except STOPPING_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    typed = command_line_values(overrides, groups)  # each sweep passes them on: checked here
+    check_unread(study, resolved["study"]["name"], study.jobs, typed)
+    STAGE_KEYS.update(typed)
     return resolved["study"]["name"], list(resolved["study"]["sweeps"]), resolved["dry_run"]
 
 
 def run_stage(argv: Sequence[str], pipelines: Path) -> int:
-    """The stage (module docstring); returns the exit status."""
+    """The stage (module docstring); returns the exit status. Every error is one line
+    (`runtime.entry`), SIGTERM and Ctrl-C included."""
+    from widthlab.runtime.entry import guarded, prepared_arguments
+
     argv = list(argv)
     if any(a in ("-h", "--help") for a in argv) or not any(a.startswith("study=") for a in argv):
         print(USAGE, file=sys.stderr if argv and "--help" not in argv else sys.stdout)
         return 0 if "--help" in argv or "-h" in argv else 2
+    from widthlab.runtime.unread import STAGE_KEYS
+
+    try:
+        with guarded():
+            status = _run_stage(prepared_arguments(argv), pipelines)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        STAGE_KEYS.clear()
+    return status
+
+
+def _run_stage(argv: list[str], pipelines: Path) -> int:
     study_choice = next(a for a in argv if a.startswith("study="))
     others = [a for a in argv if a != study_choice]
-    try:
-        name, sweeps, dry_run = study_sweeps(pipelines, [study_choice, *others])
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    name, sweeps, dry_run = study_sweeps(pipelines, [study_choice, *others])
     conf = (pipelines.parent / "conf").resolve()
     run, aggregate = _app(_run_task, conf, "run"), _app(_aggregate_task, conf, "aggregate")
     for sweep in sweeps:

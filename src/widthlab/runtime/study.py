@@ -49,6 +49,9 @@ class Job:
     A kind that trains networks can train a sweep's networks together (`runtime.stacks`):
     `measure_batch(cfgs)` measures several jobs at once and returns, per job, its mapping or
     the exception it failed with; jobs that differ only in `stack_keys` may share a stack.
+
+    `ignores` are the config keys within its config that it never reads (a network it builds
+    itself ignores `model._target_`): a command-line value for one is refused, not ignored.
     """
 
     measure: Callable[[Any], Mapping[str, Any]]
@@ -57,6 +60,10 @@ class Job:
     peak_memory: Callable[[Mapping[str, Any]], float] = lambda cfg: 0.0
     measure_batch: Callable[[list[Any]], list[Mapping[str, Any] | Exception]] | None = None
     stack_keys: tuple[str, ...] = ()
+    # Config keys (or whole nodes: "data") of its config that `measure` never reads: a value
+    # set for one on the command line would change nothing, so it is refused before any work
+    # (`runtime.unread`). Keys a check requires a value of (train.momentum: 0) are not here.
+    ignores: tuple[str, ...] = ()
 
 
 @dataclass
@@ -108,6 +115,13 @@ class Study:
     # Summary and table keys holding round-off residuals (stored as their decade, since
     # their digits differ between machines): a key matches when it contains one of these.
     residual_keys: tuple[str, ...] = ()
+    # Keys holding numbers that are round-off only where tiny (stats.round_off_floor: at most
+    # stats.ROUND_OFF_BOUND stored as that bound), e.g. the training error of a fit that can
+    # interpolate. Every key ending in _std or _se is one too (`runtime.aggregate`).
+    round_off_keys: tuple[str, ...] = ()
+    # The kind of model config its jobs take (`runtime.schemas.MODEL`: "mlp" or
+    # "random_features"), None for any: `model=mlp` for a random-features study is refused.
+    model_config: str | None = None
     # What `dvc exp show` compares between experiments, a few columns a study: the one
     # headline number of `Results.metrics` that DVC's metrics file keeps beside the counts
     # (`runtime.aggregate`), and the resolved settings (dotted keys of the study's main
@@ -172,14 +186,27 @@ def require_values(cfg: Mapping[str, Any], required: Mapping[str, Any], why: str
             raise ConfigError(key, value, f"{shown} in this study ({why})")
 
 
-def load_study(target: str | None) -> Study:
-    """The study named by `study._target_` (a dotted class path), instantiated."""
+def get_class_quietly(path: str) -> type:
+    """`hydra.utils.get_class`, without the three ERROR lines Hydra logs before raising: the
+    caller reports a bad path as its own one line."""
+    import logging
+
     from hydra.utils import get_class
 
+    logger = logging.getLogger("hydra.utils")
+    saved, logger.disabled = logger.disabled, True
+    try:
+        return get_class(path)
+    finally:
+        logger.disabled = saved
+
+
+def load_study(target: str | None) -> Study:
+    """The study named by `study._target_` (a dotted class path), instantiated."""
     if not target or not isinstance(target, str):
         raise ConfigError("study._target_", target, "the dotted path of a Study class")
     try:
-        cls = get_class(target)
+        cls = get_class_quietly(target)
     except Exception as exc:  # Hydra wraps the ImportError / AttributeError
         cause = exc.__cause__ or exc
         raise ConfigError(

@@ -6,31 +6,43 @@ job starts:
 1. composes every job's config (the sweeper's own expansion of the overrides: ranges,
    choices, config-group sweeps), checks each against the schemas and its study's checks,
    refuses an empty sweep, and runs the pre-flight (`runtime.preflight`) over all of them:
-   a bad value, data file, path, target, tracking URI or memory estimate stops the sweep
-   with one line before anything is written or logged;
-2. writes the sweep's manifest (`records/sweeps/<study config>.json`: its job keys), so the
-   aggregate counts exactly the jobs of each study config's latest sweep;
-3. creates the sweep's parent run — or, when every job is already cached, reuses the newest
+   a bad value, data file, path, target, launcher setting, tracking store or memory
+   estimate stops the sweep with one line before anything is written or logged;
+2. creates the sweep's parent run — or, when every job is already cached, reuses the newest
    parent of the same sweep — and hands its id to the jobs through the environment, which
    every launcher passes on. A parent that ends with no child (a racing identical sweep
-   computed them all) is deleted rather than left empty.
+   computed them all) is deleted rather than left empty;
+3. writes the sweep's manifest (`records/sweeps/<study config>.json`: its job keys), so the
+   aggregate counts exactly the jobs of each study config's latest sweep.
+
+Any failure here (a full disk, a tracking store that breaks, a bug) stops the sweep: one
+line, exit status 2, nothing launched, and a parent it created is deleted. Hydra would
+otherwise turn the callback's exception into a warning and launch every job anyway. A sweep
+that does not reach its end (a job's stopping error, SIGTERM, Ctrl-C) ends its parent KILLED,
+and with it any child run still RUNNING (`runtime.entry.on_stop`).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from widthlab.runtime.errors import ConfigError, exit_on_error
+from widthlab.runtime.errors import STOPPING_SIGNALS, ConfigError, report_error
+from widthlab.runtime.sweep_jobs import (  # noqa: F401 (also imported from here)
+    compose_jobs,
+    job_overrides,
+    resolved_jobs,
+    sweep_definition,
+    sweep_overrides,
+    swept_values,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,95 +50,6 @@ try:  # Hydra is a dependency, but keep the module importable without it.
     from hydra.experimental.callback import Callback
 except ImportError:  # pragma: no cover
     Callback = object  # type: ignore[assignment,misc]
-
-
-def sweep_overrides(config: DictConfig) -> list[str]:
-    """The multirun's overrides: the sweeper's params, then the command line's."""
-    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
-    lines = [f"{k}={v}" for k, v in params.items()]
-    return lines + list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
-
-
-def job_overrides(config: DictConfig) -> list[list[str]]:
-    """Every job's override list, as Hydra's basic sweeper expands them."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    parsed = parser.parse_overrides(sweep_overrides(config))
-    for override in parsed:
-        if override.is_sweep_override() and not list(override.sweep_string_iterator()):
-            shown = override.input_line.partition("=")[2]
-            raise ConfigError(override.key_or_group, shown, "a sweep with at least one value")
-    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
-    return [list(job) for batch in batches for job in batch]
-
-
-def compose_jobs(config: DictConfig) -> list[DictConfig]:
-    """Every job's config (`_jobs`), each its own copy."""
-    return list(_jobs(config, lambda job: copy.deepcopy(job)))
-
-
-def resolved_jobs(config: DictConfig) -> list[dict[str, Any]]:
-    """Every job's resolved config as plain containers (`schemas.resolved_config`): what
-    the checks and the plans read, ~3× faster than copying each job's config."""
-    from widthlab.runtime.schemas import resolved_config
-
-    return list(_jobs(config, resolved_config))
-
-
-def _jobs(config: DictConfig, out: Any) -> Iterator[Any]:
-    """`out(job config)` for every job of the multirun `config`. The multirun's config
-    already has the command line's fixed overrides applied, but not the sweeper's params
-    (swept or single-valued: a profile's one-width list is a plain value); those are applied
-    to one copy of it in turn (every job sets the same keys, so nothing of the job before
-    stays), unless the sweep runs over a config group, whose jobs Hydra composes itself."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
-    swept = set(swept_values(config)) | set(params)
-    task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-    groups = set(OmegaConf.select(config, "hydra.runtime.choices", default={}) or {})
-    for overrides in job_overrides(config):
-        parsed = [o for o in parser.parse_overrides(overrides) if o.key_or_group in swept]
-        if any(o.key_or_group in groups or o.is_add() or o.is_delete() for o in parsed):
-            from hydra.core.global_hydra import GlobalHydra
-
-            loader = GlobalHydra.instance().config_loader()
-            composed = loader.load_sweep_config(config, overrides)
-            yield out(OmegaConf.masked_copy(composed, [k for k in composed if k != "hydra"]))
-            continue
-        for o in parsed:
-            OmegaConf.update(task, o.key_or_group, o.value(), merge=False, force_add=True)
-        yield out(task)
-
-
-def swept_values(config: DictConfig) -> dict[str, list[str]]:
-    """{key: [values]} of every override that sweeps (what varies between the jobs)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(sweep_overrides(config))
-    return {
-        o.key_or_group: list(o.sweep_string_iterator()) for o in parsed if o.is_sweep_override()
-    }
-
-
-def sweep_definition(config: DictConfig) -> dict[str, list[str]]:
-    """{key: [values]} of the sweeper's params (one value or several) and of the command
-    line's sweeps: the sweep as its config defines it, resolved."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
-    parser = OverridesParser.create()
-    out = {}
-    for o in parser.parse_overrides([f"{k}={v}" for k, v in params.items()]):
-        out[o.key_or_group] = (
-            list(o.sweep_string_iterator())
-            if o.is_sweep_override()
-            else [o.get_value_element_as_str()]
-        )
-    return {**out, **swept_values(config)}
 
 
 @dataclass
@@ -179,6 +102,14 @@ def plan_sweep(config: DictConfig) -> SweepPlan:
     if len(studies) != 1:
         raise ConfigError("study", sorted(studies), "one study per sweep")
     study = next(iter(studies.values()))
+    from widthlab.runtime.unread import STAGE_KEYS, check_unread, command_line_values
+
+    typed = command_line_values(
+        OmegaConf.select(config, "hydra.overrides.task", default=[]),
+        OmegaConf.select(config, "hydra.runtime.choices", default={}) or {},
+    )
+    kinds = {r["study"]["job"] for r in resolved}
+    check_unread(study, resolved[0]["study"]["name"], kinds, typed, skip=STAGE_KEYS)
     plans = [plan_job(r, study) for r in resolved]
     keys = [p.key for p in plans]
     if len(set(keys)) != len(keys):
@@ -187,10 +118,10 @@ def plan_sweep(config: DictConfig) -> SweepPlan:
             resolved[0]["study"]["job_keys"],
             "keys that tell the sweep's jobs apart (two jobs share a key)",
         )
-    from widthlab.runtime.preflight import concurrent_jobs
+    from widthlab.runtime.preflight import check_launcher, concurrent_jobs
 
-    launcher = OmegaConf.select(config, "hydra.launcher", default=None)
-    launcher = OmegaConf.to_container(launcher, resolve=True) if launcher is not None else None
+    launcher = launcher_config(config)
+    check_launcher(launcher)
     preflight(resolved, study, keys=keys, concurrent=concurrent_jobs(launcher))
     for warning in study.sweep_warnings(resolved):
         log.warning(warning)
@@ -205,6 +136,12 @@ def plan_sweep(config: DictConfig) -> SweepPlan:
     return SweepPlan(
         study, sweep, resolved, plans, cached, definition, job_overrides(config), hashes
     )
+
+
+def launcher_config(config: DictConfig) -> dict[str, Any] | None:
+    """The multirun's launcher settings, resolved (None when it has none)."""
+    launcher = OmegaConf.select(config, "hydra.launcher", default=None)
+    return OmegaConf.to_container(launcher, resolve=True) if launcher is not None else None
 
 
 # The plan of the multirun this process is running, for the sweeper (`widthlab_sweeper`),
@@ -248,11 +185,39 @@ class SweepCallback(Callback):
         self.created = False
         self.previous_env: str | None = None
 
-    @exit_on_error  # a stopping error: its one line, exit status 2, nothing written or logged
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Plan, check, open the parent and write the manifest (module docstring); any error
+        prints its one line and exits with 2 (SystemExit passes Hydra's callback runner)."""
+        try:
+            self._start(config)
+        except (SystemExit, *STOPPING_SIGNALS):
+            self._discard_parent()
+            raise
+        except BaseException as exc:  # whatever it is: one line, nothing launched
+            self._discard_parent()
+            report_error(exc)
+            raise SystemExit(2) from None
+
+    def _discard_parent(self) -> None:
+        """Delete the parent this callback created before any job ran (the sweep stopped
+        before launching): an empty run would only mislead."""
+        if self.parent_id is None:
+            return
+        if self.created:
+            try:
+                self.client.delete_run(self.parent_id)
+            except Exception:  # the store is what failed: that error stands
+                pass
+        self.created = False  # nothing left to end
+        self._end_parent("KILLED")
+
+    def _start(self, config: DictConfig) -> None:
         if OmegaConf.select(config, "study._target_", default=None) is None:
             # Not a study: the data sets (pipelines/data.py -m ..., DVC's data stage) are all
             # checked before the first is made; the sweep still gets its parent run.
+            from widthlab.runtime.preflight import check_launcher
+
+            check_launcher(launcher_config(config))
             if OmegaConf.select(config, "hydra.job.name", default=None) == "data":
                 check_data_sweep(config)
             self._open_plain_parent(config)
@@ -265,15 +230,15 @@ class SweepCallback(Callback):
             print(dry_run_table(plan), flush=True)
             return
         log.info("checked %d jobs (%d cached)", len(plan.plans), sum(plan.cached))
+        tracking = plan.resolved[0]["tracking"]
+        if tracking["enabled"]:
+            self._open_parent(plan, str(tracking["uri"]))
         self._write_manifest(plan)
         from widthlab.runtime.jobs import SWEEP_SIZE_ENV, SWEEP_START_ENV
 
         pass_to_jobs(
             config, {SWEEP_SIZE_ENV: str(len(plan.plans)), SWEEP_START_ENV: repr(time.time())}
         )
-        tracking = plan.resolved[0]["tracking"]
-        if tracking["enabled"]:
-            self._open_parent(plan, str(tracking["uri"]))
         if self.parent_id is not None:
             from widthlab.runtime.tracking import PARENT_ENV
 
@@ -350,11 +315,14 @@ class SweepCallback(Callback):
         run = self.client.create_run(experiment_id, run_name=name, tags=resolve_tags(tags))
         self.parent_id, self.created = run.info.run_id, True
         JobRun(self.client, self.parent_id).log_params(params)
-        # A sweep stopped early (a bad data file, Ctrl-C) never reaches on_multirun_end;
-        # its parent run must not stay RUNNING forever.
+        # A sweep stopped early (a job's stopping error, SIGTERM, Ctrl-C) never reaches
+        # on_multirun_end; its parent run, and any child still running, must not stay RUNNING.
         import atexit
 
+        from widthlab.runtime.entry import on_stop
+
         atexit.register(self._end_parent, "KILLED")
+        on_stop(lambda: self._end_parent("KILLED"))
         self._export(self.parent_id)
 
     def _open_plain_parent(self, config: DictConfig) -> None:
@@ -402,6 +370,10 @@ class SweepCallback(Callback):
         if self.parent_id is None:
             return
         if self.created:
+            if status == "KILLED":
+                from widthlab.runtime.parents import end_running_children
+
+                end_running_children(self.client, self.parent_id, status)
             end_parent(self.client, self.parent_id, status)
         if self.previous_env is None:
             os.environ.pop(PARENT_ENV, None)

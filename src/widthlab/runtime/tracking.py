@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -34,8 +35,13 @@ DIGEST_LENGTH = 36  # MLflow's datasets.digest column
 
 
 def client(uri: str):
+    """The MlflowClient of store `uri`; a SQLite store that does not exist yet is created
+    first, whole or not at all (`create_sqlite_store`)."""
     from mlflow import MlflowClient
 
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        with store_creation_lock(uri):
+            create_sqlite_store(Path(uri.removeprefix("sqlite:///")))
     return MlflowClient(tracking_uri=uri)
 
 
@@ -51,8 +57,45 @@ def store_creation_lock(uri: str) -> Iterator[None]:
 
     lock_path = Path(uri.removeprefix("sqlite:///") + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(lock_path):
+    with FileLock(lock_path, is_singleton=True):  # reentrant: `client` may take it again
         yield
+
+
+def create_sqlite_store(path: Path) -> None:
+    """Make a new SQLite tracking store at `path` (if none is there) as a whole: MLflow
+    creates its tables and runs its ~50 migrations in a file beside it, which is renamed
+    into place only when complete. Made in place, a store interrupted halfway (a full disk,
+    a kill) stays half-migrated, and every later command fails on it ("duplicate column
+    name") even after space is freed. A failure leaves no file; a full disk is a
+    `StorageError`. Call under `store_creation_lock`."""
+    import sqlite3
+
+    from widthlab.runtime.errors import storage_error
+
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A new name every try: MLflow keeps an engine per URI for the life of the process.
+    partial = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex}")
+    try:
+        from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        # MLflow's own default artifact root, as `MlflowClient(uri)` would make the store.
+        store = SqlAlchemyStore(f"sqlite:///{partial}", DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)
+        store.engine.dispose()
+        with sqlite3.connect(partial) as con:  # the store on disk before it is named
+            con.execute("PRAGMA wal_checkpoint")
+        with open(partial, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(partial, path)
+    except BaseException as exc:
+        for leftover in partial.parent.glob(partial.name + "*"):
+            leftover.unlink(missing_ok=True)
+        full = storage_error(exc, path)
+        if full is not None:
+            raise full from None
+        raise
 
 
 def ensure_experiment(uri: str, name: str, description: str = "") -> str:
@@ -172,43 +215,95 @@ def _retry_unique_race(call, attempts: int = 3) -> None:
             time.sleep(0.05 * (attempt + 1))
 
 
+def unreachable(error: BaseException) -> bool:
+    """Whether `error` says the tracking store could not be reached (a server down or
+    failing past MLflow's own retries, a database that refuses connections), rather than
+    that a call was wrong."""
+    from requests.exceptions import RequestException
+    from sqlalchemy.exc import OperationalError
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, RequestException | OperationalError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class JobRun:
-    """One job's MLflow run (a no-op when tracking is off)."""
+    """One job's MLflow run (a no-op when tracking is off).
+
+    `seconds` adds up the time its tracking calls took (MLflow's retries included). A store
+    that stays unreachable through MLflow's own retries (7 over about four minutes, for a
+    server) does not stop the job: the run stops logging, `lost` says why, the job's record
+    keeps its result with that reason (`runtime.jobs`), and a rerun recomputes the job to log
+    it. Any other error of a call is raised as before."""
 
     def __init__(self, mlflow_client: Any | None, run_id: str | None) -> None:
         self.client, self.run_id = mlflow_client, run_id
         self.failed = False
+        self.seconds = 0.0
+        self.lost: str | None = None
 
     @property
     def active(self) -> bool:
-        return self.run_id is not None
+        return self.run_id is not None and self.lost is None
+
+    @contextmanager
+    def call(self) -> Iterator[None]:
+        """Time a tracking call, and turn an unreachable store into `lost` (class docstring)."""
+        start = time.perf_counter()
+        try:
+            yield
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            self.lose(error)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def note(self, record: dict[str, Any]) -> None:
+        """Write into a job's record what its tracking took: `timing.tracking_seconds`, and
+        `tracking_lost` (why) where the store could not be reached."""
+        if self.client is None:
+            return  # tracking off
+        record.setdefault("timing", {})["tracking_seconds"] = round(self.seconds, 3)
+        if self.lost:
+            record["tracking_lost"] = self.lost
+
+    def lose(self, error: BaseException) -> None:
+        self.lost = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+        log.warning(
+            "MLflow run %s stops logging, the store is unreachable: %s", self.run_id, self.lost
+        )
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        if not self.active or not metrics:
-            return
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
-        for i in range(0, len(batch), 1000):
-            self.client.log_batch(self.run_id, metrics=batch[i : i + 1000])
+        self.log_points([(k, v, step or 0) for k, v in metrics.items()], now)
 
-    def log_points(self, points: list[tuple[str, float, int]]) -> None:
+    def log_points(self, points: list[tuple[str, float, int]], stamp: int | None = None) -> None:
         """Metric points (name, value, step), in batches of MLflow's 1000."""
         if not self.active or not points:
             return
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, int(step)) for k, v, step in points]
-        for i in range(0, len(batch), 1000):
-            self.client.log_batch(self.run_id, metrics=batch[i : i + 1000])
+        now = stamp or int(time.time() * 1000)
+        self.log_metric_batch([Metric(k, float(v), now, int(step)) for k, v, step in points])
+
+    def log_metric_batch(self, metrics: list[Any]) -> None:
+        """MLflow `Metric`s as they are (their own steps and times), 1000 a call."""
+        for i in range(0, len(metrics), 1000):
+            with self.call():
+                if self.active:
+                    self.client.log_batch(self.run_id, metrics=metrics[i : i + 1000])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if self.active:
             from mlflow.entities import RunTag
 
-            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            batch = [RunTag(k, str(v)) for k, v in tags.items()]
+            with self.call():
+                self.client.log_batch(self.run_id, tags=batch)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if not self.active:
@@ -217,7 +312,9 @@ class JobRun:
 
         batch = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
         for i in range(0, len(batch), 100):
-            self.client.log_batch(self.run_id, params=batch[i : i + 100])
+            with self.call():
+                if self.active:
+                    self.client.log_batch(self.run_id, params=batch[i : i + 100])
 
     def log_dataset(self, name: str, path: str | os.PathLike[str], sha256: str) -> None:
         """The data file as the run's training input: name, digest (sha256), local source."""
@@ -235,28 +332,37 @@ class JobRun:
         dataset = MetaDataset(source, name=name, digest=sha256[:DIGEST_LENGTH])
         context = InputTag(key="mlflow.data.context", value="training")
         inputs = [DatasetInput(dataset._to_mlflow_entity(), tags=[context])]
-        _retry_unique_race(lambda: self.client.log_inputs(self.run_id, inputs))
+        with self.call():
+            _retry_unique_race(lambda: self.client.log_inputs(self.run_id, inputs))
 
     def mark_failed(self, reason: str) -> None:
         """End the run as FAILED now, with the reason as a tag."""
         if self.active:
             self.set_tags({"widthlab.failure": reason[:5000]})
-            self.client.set_terminated(self.run_id, status="FAILED")
+            with self.call():
+                if self.active:
+                    self.client.set_terminated(self.run_id, status="FAILED")
             self.failed = True
 
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
         if self.active:
-            self.client.log_artifact(self.run_id, str(path), artifact_path)
+            with self.call():
+                self.client.log_artifact(self.run_id, str(path), artifact_path)
 
 
-def close_stale_runs(uri: str, experiment_id: str, key: str, status: str) -> int:
+def close_stale_runs(
+    uri: str, experiment_id: str, key: str, status: str, reason: str | None = None
+) -> int:
     """End the RUNNING runs of job `key` (left by a killed process) with `status`:
-    FINISHED when its record shows it finished, KILLED when it is about to be recomputed."""
+    FINISHED when its record shows it finished, KILLED when it is about to be recomputed or
+    its cluster job ended without a result (`reason`, then its `widthlab.failure` tag)."""
     mlflow_client = client(uri)
     stale = mlflow_client.search_runs(
         [experiment_id], f"tags.`widthlab.key` = '{key}' and attributes.status = 'RUNNING'"
     )
     for run in stale:
+        if reason:
+            mlflow_client.set_tag(run.info.run_id, "widthlab.failure", reason[:5000])
         mlflow_client.set_terminated(run.info.run_id, status=status)
     return len(stale)
 
@@ -282,23 +388,32 @@ def job_run(
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
     uri = str(tracking["uri"])
-    experiment_id = ensure_experiment(uri, experiment, description)
-    mlflow_client = client(uri)
-    all_tags = resolve_tags({**tags, MLFLOW_RUN_NAME: run_name})
-    parent = os.environ.get(PARENT_ENV)
-    if parent:
-        all_tags[MLFLOW_PARENT_RUN_ID] = parent
-    # A job killed mid-run (out of time, a lost node) left its run RUNNING; its rerun closes
-    # that one as KILLED instead of leaving a ghost beside the new run.
-    close_stale_runs(uri, experiment_id, tags["widthlab.key"], "KILLED")
-    run = mlflow_client.create_run(experiment_id, tags=all_tags, run_name=run_name)
-    job = JobRun(mlflow_client, run.info.run_id)
+    job = JobRun(client(uri), None)
+    with job.call():
+        experiment_id = ensure_experiment(uri, experiment, description)
+        all_tags = resolve_tags({**tags, MLFLOW_RUN_NAME: run_name})
+        parent = os.environ.get(PARENT_ENV)
+        if parent:
+            all_tags[MLFLOW_PARENT_RUN_ID] = parent
+        # A job killed mid-run (out of time, a lost node) left its run RUNNING; its rerun
+        # closes that one as KILLED instead of leaving a ghost beside the new run.
+        close_stale_runs(uri, experiment_id, tags["widthlab.key"], "KILLED")
+        run = job.client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+        job.run_id = run.info.run_id
     job.log_params(params)
     try:
         yield job
     except BaseException as exc:
-        if not job.failed:
+        from widthlab.runtime.errors import STOPPING_SIGNALS
+
+        if isinstance(exc, STOPPING_SIGNALS | SystemExit):  # stopped, not failed
+            job.set_tags({"widthlab.stopped": type(exc).__name__})
+            if job.active:
+                with job.call():
+                    job.client.set_terminated(job.run_id, status="KILLED")
+        elif not job.failed:
             job.mark_failed(f"{type(exc).__name__}: {exc}")
         raise
-    if not job.failed:
-        mlflow_client.set_terminated(job.run_id, status="FINISHED")
+    if job.active and not job.failed:
+        with job.call():
+            job.client.set_terminated(job.run_id, status="FINISHED")

@@ -61,9 +61,11 @@ from widthlab.stats.explain import (
     num,
 )
 from widthlab.stats.rounding import (
+    ROUND_OFF_BOUND,
     STORED_DIGITS,
     digits_for,
     round_decade,
+    round_off_floor,
     round_sig,
     round_tree,
     with_uncertainty,
@@ -93,6 +95,7 @@ from widthlab.stats.verdicts import (
 __all__ = [
     "ALPHA",
     "MIN_POWER",
+    "ROUND_OFF_BOUND",
     "SEED_LEVEL",
     "STORED_DIGITS",
     "Z_FLAG",
@@ -122,6 +125,7 @@ __all__ = [
     "peak_test",
     "power_verdict",
     "round_decade",
+    "round_off_floor",
     "round_sig",
     "round_tree",
     "seed_slope",

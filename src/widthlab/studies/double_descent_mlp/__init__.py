@@ -27,6 +27,7 @@ class DoubleDescentMLP(Study):
     order = 30
     headline_metric = "peak_test_error"
     shown_settings = ("train.max_steps",)
+    model_config = "mlp"
     jobs = {
         "train": Job(
             job.measure,

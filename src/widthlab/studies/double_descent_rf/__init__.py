@@ -28,6 +28,7 @@ class DoubleDescentRF(Study):
     title = "Random features: double descent (`double_descent_rf`)"
     order = 20
     headline_metric = "theory_rms_z"
+    model_config = "random_features"
     jobs = {"rf": Job(job.measure, None, peak_memory=job.peak_memory)}
     schema = {
         "width_ratio_grid": list_of(positive),
@@ -59,6 +60,8 @@ class DoubleDescentRF(Study):
         ),
     )
     residual_keys = ("kkt_", "gd_limit_distance", "gd_explicit_vs_closed_form", "gram_condition")
+    # Zero but for rounding where the fit interpolates (d ≥ n without ridge; the kernel limit).
+    round_off_keys = ("train_mse",)
 
     summarize = staticmethod(summary.summarize)
     report = staticmethod(report.section)

@@ -64,18 +64,31 @@ class FeatureLearning(Study):
     title = "Feature learning and learning-rate transfer across widths (`feature_learning`)"
     order = 50
     headline_metric = "mup_best_lr_shift_steps"
+    model_config = "mlp"
     jobs = {
         "transfer": Job(
             job.measure_transfer,
             "n_diverged",
             groups=("data", "model", "train", "study"),
             peak_memory=job.transfer_memory,
+            # its own grid of learning rates, SGD without a stopping rule or a Trainer
+            ignores=("train.lr", "train.stop_loss", "train.log_every_n_epochs", "train.trainer"),
         ),
         "coord": Job(
             job.measure_coord,
             "lr",
             groups=("data", "model", "train", "study"),
             peak_memory=job.coord_memory,
+            # steps 0-5 of SGD at study.coord's learning rate, on one batch
+            ignores=(
+                "train.lr",
+                "train.stop_loss",
+                "train.log_every_n_epochs",
+                "train.trainer",
+                "train.batch_size",
+                "train.max_steps",
+                "train.divergence_factor",
+            ),
         ),
     }
     schema = {

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from widthlab.runtime.errors import ConfigError
-from widthlab.runtime.schemas import fraction, integer, list_of, nonnegative, positive
+from widthlab.runtime.schemas import fraction, integer, list_of, nonnegative, stable_step
 from widthlab.runtime.study import FigureSpec, Job, PlotSpec, Results, Study, require_values
 from widthlab.studies.finite_vs_infinite import figures, job, report, summary
 
@@ -34,6 +34,7 @@ class FiniteVsInfinite(Study):
     title = "Finite against infinite networks on MNIST-1D (`finite_vs_infinite`)"
     order = 45
     headline_metric = "fvi_function_gap_slope_deepest"
+    model_config = "mlp"
     jobs = {
         "train": Job(
             job.measure_network,
@@ -42,14 +43,28 @@ class FiniteVsInfinite(Study):
             peak_memory=job.network_memory,
             measure_batch=job.measure_networks,
             stack_keys=("model.width", "seed"),
+            ignores=("train.lr",),  # η = study.lr_fraction·n/λ_max(Θ)
         ),
-        "kernels": Job(job.measure_kernels, None, peak_memory=job.kernels_memory),
+        "kernels": Job(
+            job.measure_kernels,
+            None,
+            peak_memory=job.kernels_memory,
+            # the infinite-width limit: no network, no width, no seed, no training loop
+            ignores=(
+                "model._target_",
+                "model.width",
+                "model.out_features",
+                "model.base_width",
+                "seed",
+                "train",
+            ),
+        ),
     }
     schema = {
         "n_train": integer(2),
         "val_fraction": fraction,
         "ridges": list_of(nonnegative),
-        "lr_fraction": positive,
+        "lr_fraction": stable_step,
         "steps": integer(1),
         "gap_bound": _number,
     }

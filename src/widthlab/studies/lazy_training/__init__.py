@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from widthlab.runtime.errors import ConfigError
-from widthlab.runtime.schemas import integer, positive
+from widthlab.runtime.schemas import integer, stable_step
 from widthlab.runtime.study import FigureSpec, Job, PlotSpec, Results, Study, require_values
 from widthlab.studies.lazy_training import figures, job, report, summary
 
@@ -32,12 +32,14 @@ class LazyTraining(Study):
     title = "Lazy training: the NTK regime (`lazy_training`)"
     order = 40
     headline_metric = "ntk_change_slope_deepest"
+    model_config = "mlp"
     jobs = {
         "train": Job(
             job.measure,
             "linearization_gap",
             groups=("data", "model", "train", "study"),
             peak_memory=job.peak_memory,
+            ignores=("train.lr",),  # η = study.lr_fraction·n/λ_max(Θ)
         ),
         # The same measurement at depth 1 for ReLU and erf (lazy_training/activations).
         "activations": Job(
@@ -45,12 +47,13 @@ class LazyTraining(Study):
             "ntk_change",
             groups=("data", "model", "train", "study"),
             peak_memory=job.peak_memory,
+            ignores=("train.lr",),
         ),
     }
     schema = {
         "n_train": integer(1),
         "n_eval": integer(1),
-        "lr_fraction": positive,
+        "lr_fraction": stable_step,
         "steps": integer(1),
         "references": _exponents,
         "bounds": _exponents,

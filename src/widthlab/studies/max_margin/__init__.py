@@ -48,6 +48,7 @@ class MaxMargin(Study):
     order = 50
     headline_metric = "max_final_direction_gap"
     shown_settings = ("study.steps",)
+    model_config = "random_features"
     jobs = {
         "binary": Job(
             job.measure_binary, "final_direction_gap", peak_memory=job.implicit_bias_memory

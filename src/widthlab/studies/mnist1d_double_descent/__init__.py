@@ -31,6 +31,7 @@ class MNIST1DDoubleDescent(Study):
     order = 35
     headline_metric = "mnist1d_peak_test_error"
     shown_settings = ("train.max_steps",)
+    model_config = "mlp"
     jobs = {
         "train": Job(
             job.measure,

@@ -40,14 +40,21 @@ class NTKConvergence(Study):
     title = "NNGP and NTK: convergence to the infinite-width limit (`ntk_convergence`)"
     order = 10
     headline_metric = "worst_slope"
+    model_config = "mlp"
+    # Its networks are built by widthlab.empirical, never from model._target_; the circle
+    # job takes its width, depth, activation and seeds from study.circle.
+    ignores = ("model._target_", "model.out_features", "model.base_width")
     jobs = {
-        "kernels": Job(job.measure_kernels, "ntk_distance", peak_memory=job.kernels_memory),
-        "mc_nngp": Job(job.measure_mc_nngp, "mc_bias", peak_memory=job.mc_memory),
+        "kernels": Job(
+            job.measure_kernels, "ntk_distance", peak_memory=job.kernels_memory, ignores=ignores
+        ),
+        "mc_nngp": Job(job.measure_mc_nngp, "mc_bias", peak_memory=job.mc_memory, ignores=ignores),
         "circle": Job(
             job.measure_circle,
             "relative_sd",
             groups=("model", "study"),
             peak_memory=job.circle_memory,
+            ignores=(*ignores, "model.width", "model.depth", "model.activation", "seed", "data"),
         ),
     }
     schema = {
