@@ -12,6 +12,7 @@ checks a smoke store with it; the README's screenshots are the laptop store's:
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -89,15 +90,20 @@ def chromium(width: int = 1800, height: int = 1150):
         driver.quit()
 
 
-def wait_for(driver, text: str, seconds: float = 30.0) -> str:
-    """The page's text once it contains `text` (or after `seconds`)."""
+# The runs table's footer once it has loaded ("0 matching runs" shows while it loads).
+LOADED_RUNS = re.compile(r"\b[1-9][0-9]* matching runs")
+
+
+def wait_for(driver, text: str | re.Pattern, seconds: float = 30.0) -> str:
+    """The page's text once it contains `text`, or matches it if a pattern (or after
+    `seconds`)."""
     from selenium.webdriver.common.by import By
 
     deadline = time.time() + seconds
     body = ""
     while time.time() < deadline:
         body = driver.find_element(By.TAG_NAME, "body").text
-        if text in body:
+        if text.search(body) if isinstance(text, re.Pattern) else text in body:
             return body
         time.sleep(0.5)
     return body
@@ -132,9 +138,9 @@ def dashboard(store: str, out: Path, cwd: Path, study: str = STUDY) -> dict[str,
     pages = {}
     with mlflow_ui(store, cwd) as ui, chromium() as driver:
         driver.get(experiment_url(experiment.experiment_id, ui))
-        wait_for(driver, "matching runs")
+        wait_for(driver, LOADED_RUNS)
         close_assistant(driver)
-        pages["runs"] = wait_for(driver, "matching runs")
+        pages["runs"] = wait_for(driver, LOADED_RUNS)
         driver.save_screenshot(str(out / "runs.png"))
         chart = driver.find_element(By.CSS_SELECTOR, "input[type=radio][value=CHART]")
         driver.execute_script("arguments[0].click()", chart)
