@@ -112,3 +112,18 @@ def empty_store(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("store") / "mlflow.db"
     client(f"sqlite:///{path}").search_experiments()
     return path
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """A one-node SLURM cluster (accounting off) and an MLflow tracking server on PostgreSQL
+    (tests/cluster.py), started once for the cluster tests and stopped after them, every
+    daemon with it; skipped with one line where this machine cannot run one."""
+    from cluster import missing, start_cluster
+
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    started = start_cluster()
+    yield started
+    started.stop()

@@ -3,12 +3,14 @@
 Each job reports a distance d = 2 · width^slope · e^{ε}, ε ~ N(0, 0.05²) drawn from the seed and
 the width (a seed's slope then varies from seed to seed, as a real study's does, and the interval
 over seeds has a width), so its summary must recover `study.slope` and judge it against
-`study.reference`.
+`study.reference`. A job first waits `study.seconds` (0: not at all), for the tests that cancel
+or time out a running job.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +31,7 @@ def _number(key: str, value: Any) -> None:
 
 
 def measure(cfg) -> dict[str, float]:
+    time.sleep(float(cfg.study.seconds))
     width = int(cfg.study.width)
     noise = rng_for(int(cfg.seed), f"toy/{width}").standard_normal()
     return {
@@ -43,7 +46,7 @@ class ToyStudy(Study):
     order = 999
     headline_metric = "toy_slope"
     jobs = {"main": Job(measure, "distance", groups=("study",), peak_memory=lambda cfg: 1e6)}
-    schema = {"width": integer(1), "slope": _number, "reference": _number}
+    schema = {"width": integer(1), "slope": _number, "reference": _number, "seconds": _number}
     plots = (PlotSpec("distance vs width", "curves.csv", "width", ("distance",)),)
 
     def summarize(self, records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
