@@ -77,3 +77,21 @@ def test_a_wrong_call_to_a_reachable_store_still_raises(tmp_path):
     client, _, _, _ = _run(tmp_path)
     with pytest.raises(MlflowException):
         JobRun(client, "0" * 32).log_points([("distance", 1.0, 0)])  # no such run
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_job_stopped_mid_run_ends_killed_and_the_stop_propagates(tmp_path, stop):
+    """Ctrl-C, SIGTERM (`errors.Terminated`) or an exit inside a job: its run ends KILLED with
+    the stop's name as a tag, not FAILED, and the stop reaches the caller unchanged."""
+    from widthlab.runtime.tracking import job_run
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking = {"enabled": True, "uri": uri}
+    with pytest.raises(stop):
+        with job_run(tracking, "stops", "", "w=1", {"widthlab.key": "w=1"}, {"w": 1}):
+            raise stop()
+    (run,) = MlflowClient(uri).search_runs(
+        [MlflowClient(uri).get_experiment_by_name("stops").experiment_id]
+    )
+    assert run.info.status == "KILLED"
+    assert run.data.tags["widthlab.stopped"] == stop.__name__

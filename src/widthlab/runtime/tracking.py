@@ -406,7 +406,7 @@ def job_run(
     except BaseException as exc:
         from widthlab.runtime.errors import STOPPING_SIGNALS
 
-        if isinstance(exc, STOPPING_SIGNALS | SystemExit):  # stopped, not failed
+        if isinstance(exc, (*STOPPING_SIGNALS, SystemExit)):  # stopped, not failed
             job.set_tags({"widthlab.stopped": type(exc).__name__})
             if job.active:
                 with job.call():
