@@ -54,6 +54,7 @@ def pm(value: Any, se: Any) -> str:
 
 
 def interval(low: Any, high: Any, sig: int = 2) -> str:
+    """`[low, high]` with as many decimals as `sig` significant digits of its half-width need."""
     if low is None or high is None:
         return "–"
     places = max(0, sig - 1 - math.floor(math.log10(max(abs(high - low) / 2, 1e-300))))

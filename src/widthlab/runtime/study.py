@@ -155,6 +155,7 @@ class Study:
 
     # ------------------------------------------------------------------ plumbing
     def job(self, kind: str) -> Job:
+        """The study's job of this kind, or a config error naming the kinds it has."""
         if kind not in self.jobs:
             raise ConfigError("study.job", kind, f"one of {sorted(self.jobs)}")
         return self.jobs[kind]

@@ -56,6 +56,9 @@ def _references(key: str, value: Any) -> None:
 
 
 class FeatureLearning(Study):
+    """Feature learning and learning-rate transfer across parameterizations (Yang & Hu 2021; Yang et
+    al. 2022)."""
+
     question = (
         "Which parameterization (standard, NTK, mean-field, μP) keeps learning features as the "
         "network gets wider, and does the best learning rate of a narrow network transfer to "
@@ -143,6 +146,8 @@ class FeatureLearning(Study):
     report = staticmethod(report.section)
 
     def check(self, cfg: Mapping[str, Any]) -> None:
+        """Refuse SGD with momentum, a data set without classes, sizes beyond the pool and
+        contradictory predictions."""
         s, t, data = cfg["study"], cfg["train"], cfg["data"]
         if t["optimizer"] == "sgd" and t["momentum"] != 0:
             raise ConfigError(
@@ -196,6 +201,7 @@ class FeatureLearning(Study):
         ]
 
     def figures(self, results: Results) -> dict[str, FigureSpec]:
+        """The coordinate check, the feature movement and the learning-rate transfer figures."""
         s, t = results.summary, results.tables
         out = {}
         if t.get("coord.csv"):

@@ -25,6 +25,8 @@ def _exponents(key: str, value: Any) -> None:
 
 
 class LazyTraining(Study):
+    """Lazy training of NTK-parameterized networks as they widen (Lee et al. 2019)."""
+
     question = (
         "As an NTK-parameterized network gets wider, do its weights and its NTK move less "
         "during training, and does it agree with its linearization at init?"
@@ -103,6 +105,7 @@ class LazyTraining(Study):
             raise ConfigError("study.n_eval", s["n_eval"], f"≤ data.n_test = {data['n_test']}")
 
     def figures(self, results: Results) -> dict[str, FigureSpec]:
+        """Weight change, NTK change and linearization gap against width."""
         rows = results.tables.get("curves.csv", [])
         if not rows:
             return {}

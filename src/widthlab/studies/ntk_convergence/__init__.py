@@ -33,6 +33,9 @@ def _number(key: str, value: Any) -> None:
 
 
 class NTKConvergence(Study):
+    """Convergence of the empirical NTK and NNGP to their infinite-width limits (Lee et al. 2019;
+    Jacot et al. 2018)."""
+
     question = (
         "How far are the empirical NTK and NNGP of finite networks from their infinite-width "
         "limits, and does the distance shrink like width^−1/2?"
@@ -101,6 +104,8 @@ class NTKConvergence(Study):
     report = staticmethod(report.section)
 
     def check(self, cfg: Mapping[str, Any]) -> None:
+        """Refuse a parameterization without the analytic limit, too many probes and circle parts
+        that do not fit its seeds."""
         m, s = cfg["model"], cfg["study"]
         if s["job"] != "circle" and m["parameterization"] != "ntk":
             # The limits of widthlab.kernels are those of the NTK parameterization; a
@@ -141,6 +146,7 @@ class NTKConvergence(Study):
             )
 
     def figures(self, results: Results) -> dict[str, FigureSpec]:
+        """The kernel distances against width, the Monte-Carlo NNGP and the circle figure."""
         s, t = results.summary, results.tables
         out = {}
         curves = t.get("curves.csv", [])
