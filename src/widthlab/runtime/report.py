@@ -179,11 +179,12 @@ class Page:
         """The command that reruns the study, and the configs it reads."""
         name, settings = summary["study"], summary.get("settings", {})
         sweeps = settings.get("sweeps") or [name]
-        configs = ", ".join(f"`conf/study/{s}.yaml`" for s in sweeps)
+        configs = [f"`study/{s}.yaml`" for s in sweeps]
+        configs.append(f"`profile/study/{name}/{self.profile}.yaml`")
         return (
             f"**Reproduce.** `python pipelines/stage.py study={name} profile={self.profile}` "
-            f"(every sweep, then the aggregate); configs {configs}, "
-            f"`conf/profile/{self.profile}.yaml`."
+            f"(every sweep, then the aggregate); configs {', '.join(configs)} in the study's "
+            f"`conf/` folder, and `conf/profile/{self.profile}.yaml`."
         )
 
     def mlflow_line(self, summary: Mapping[str, Any]) -> str:

@@ -4,7 +4,8 @@ interpolation threshold n·C and fall again beyond it (Belkin et al. 2019, Fig. 
 One job (`job.py`) = (width, seed) of one training loss. Configs:
 `conf/study/double_descent_mlp.yaml` (squared loss) and
 `conf/study/double_descent_mlp/cross_entropy.yaml` (the same networks on the cross-entropy),
-sharing `conf/study/double_descent_mlp/common.yaml`.
+sharing `conf/study/double_descent_mlp/common.yaml`; sizes in `conf/profile/study/`, all in
+this folder.
 """
 
 from __future__ import annotations

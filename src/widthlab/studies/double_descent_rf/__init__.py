@@ -4,7 +4,8 @@ predict?
 
 One job (`job.py`) = one data set and seed: every width of `study.width_ratios` and every
 ridge of `study.ridges`. Configs: `conf/study/double_descent_rf.yaml` (sphere_linear) and
-`conf/study/double_descent_rf/digits.yaml`, sharing `conf/study/double_descent_rf/common.yaml`.
+`conf/study/double_descent_rf/digits.yaml`, sharing `conf/study/double_descent_rf/common.yaml`;
+sizes in `conf/profile/study/`, all in this folder.
 """
 
 from __future__ import annotations

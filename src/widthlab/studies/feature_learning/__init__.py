@@ -6,7 +6,8 @@ Jobs (`job.py`): `transfer` per (parameterization, width, seed), a grid of learn
 trained side by side, from which come (b) feature movement and NTK change and (c) the
 learning-rate transfer; `coord` per (parameterization, width), (a) the coordinate check.
 Configs: `conf/study/feature_learning.yaml` (the transfer sweep),
-`conf/study/feature_learning/coord.yaml` and `.../common.yaml`; sizes in the profiles.
+`conf/study/feature_learning/coord.yaml` and `.../common.yaml`; sizes in
+`conf/profile/study/`, all in this folder.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ kernels' own scores beside it.
 
 Jobs (`job.py`): `train` per (width, depth, seed), `kernels` per depth. Configs:
 `conf/study/finite_vs_infinite.yaml` (the networks' sweep), `conf/study/finite_vs_infinite/
-kernels.yaml` (the kernels' sweep) and `conf/study/finite_vs_infinite/common.yaml`.
+kernels.yaml` (the kernels' sweep) and `conf/study/finite_vs_infinite/common.yaml`; sizes in
+`conf/profile/study/`, all in this folder.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ its NTK barely move and it agrees with its linearization at init (Lee et al. 201
 
 One job (`job.py`) = (width, depth, seed). Configs: `conf/study/lazy_training.yaml` (the
 main sweep) and `conf/study/lazy_training/activations.yaml` (depth 1, ReLU against erf, over
-more widths and seeds: the exponent of the NTK change).
+more widths and seeds: the exponent of the NTK change); sizes in `conf/profile/study/`, all in
+this folder.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ being separable (Cover 1965)?
 Jobs (`job.py`): `binary` per (data set, seed), `multiclass` per seed, `separability` per
 seed, `classification` per seed. Configs: `conf/study/max_margin.yaml` (binary, sphere_linear),
 `conf/study/max_margin/{digits,multiclass,separability,classification}.yaml` (the other
-sweeps) and `conf/study/max_margin/common.yaml` (what they share); sizes in the profiles.
+sweeps) and `conf/study/max_margin/common.yaml` (what they share); sizes in
+`conf/profile/study/`, all in this folder.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ where does the test error peak, how high, and where does it end at the largest w
 
 One job = (width, seed): the job of `double_descent_mlp` (`studies/double_descent_mlp/job.py`:
 train to the step budget, then measure), at the published setting that
-`conf/study/mnist1d_double_descent.yaml` states and cites, with the published curve there.
+`conf/study/mnist1d_double_descent.yaml` (in this folder) states and cites, with the
+published curve there; sizes in `conf/profile/study/`.
 """
 
 from __future__ import annotations

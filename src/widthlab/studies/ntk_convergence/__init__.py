@@ -5,7 +5,8 @@ Jobs (`job.py`): `kernels` per (width, depth, activation, seed), `mc_nngp` per (
 depth, activation), `circle` per (width, block of seeds). Configs:
 `conf/study/ntk_convergence.yaml` (the kernels sweep),
 `conf/study/ntk_convergence/{mc,circle}.yaml` (the other sweeps) and
-`conf/study/ntk_convergence/common.yaml` (what they share); sizes in the profiles.
+`conf/study/ntk_convergence/common.yaml` (what they share); sizes in
+`conf/profile/study/`, all in this folder.
 """
 
 from __future__ import annotations
