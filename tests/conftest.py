@@ -1,5 +1,6 @@
-"""Shared fixtures: the Hydra compose API on the repository's conf/ (plus tests/conf, where the
-toy study of tests/studies lives), shrunk to the smoke profile for tests."""
+"""Shared fixtures: the Hydra compose API on the repository's conf/ (plus the configs of the
+toy study of tests/studies/toy_study, a study from outside the package), shrunk to the smoke
+profile for tests; and the studies the pipeline runs, read from dvc.yaml."""
 
 import os
 import subprocess
@@ -12,14 +13,33 @@ from omegaconf import DictConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
-TESTS_CONF = REPO / "tests" / "conf"
+STUDIES_DIR = REPO / "src" / "widthlab" / "studies"
 TEST_STUDIES = REPO / "tests" / "studies"
-SEARCH_PATH = f"hydra.searchpath=[file://{TESTS_CONF}]"
-sys.path.insert(0, str(TEST_STUDIES))  # the toy study's module, as a user's study would be
+TOY = TEST_STUDIES / "toy_study"
+SEARCH_PATH = f"hydra.searchpath=[file://{TOY / 'conf'}]"
+sys.path.insert(0, str(TEST_STUDIES))  # the toy study's package, as a user's study would be
+
+
+def dvc_studies(dvc_yaml: Path = REPO / "dvc.yaml") -> list[str]:
+    """The studies the pipeline runs: the `studies` list of dvc.yaml's `vars`, in its order."""
+    import yaml
+
+    entries = yaml.safe_load(dvc_yaml.read_text())["vars"]
+    return next(list(e["studies"]) for e in entries if isinstance(e, dict) and "studies" in e)
+
+
+STUDIES = dvc_studies()
+PROFILES = sorted(p.stem for p in (CONF / "profile").glob("*.yaml"))
+
+
+def study_conf(study: str) -> Path:
+    """A study's config folder: `src/widthlab/studies/<study>/conf`."""
+    return STUDIES_DIR / study / "conf"
 
 
 def composed(*overrides: str, hydra: bool = False) -> DictConfig:
-    """The root config with `overrides`, profile=smoke unless given, tests/conf searched."""
+    """The root config with `overrides`, profile=smoke unless given, the toy study's configs
+    on the search path."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(
             "config",

@@ -14,14 +14,17 @@ from smoke_repo import clone, dvc, git, pipeline_env, snapshot
 
 pytestmark = pytest.mark.slow
 
-PROFILE = "conf/profile/smoke.yaml"
+# The files `dvc exp run -S` rewrites: a study's sizes under a profile, in the study's folder.
+STUDIES = "src/widthlab/studies"
+PROFILE = f"{STUDIES}/max_margin/conf/profile/study/max_margin/smoke.yaml"
+MLP_PROFILE = f"{STUDIES}/double_descent_mlp/conf/profile/study/double_descent_mlp/smoke.yaml"
 
 
 def test_a_failed_experiment_changes_nothing_but_the_value_dvc_wrote(smoke_pipeline, tmp_path):
     repo = clone(smoke_pipeline, tmp_path / "repo")
     before = snapshot(repo)
     profile = (repo / PROFILE).read_text()
-    bad = f"{PROFILE}:study.max_margin.separability_draws=-5"
+    bad = f"{PROFILE}:separability_draws=-5"
 
     # In the workspace: DVC writes the value into the profile; the pipeline refuses it in
     # its first stage, with one line, before any stage that computes or writes runs.
@@ -35,7 +38,7 @@ def test_a_failed_experiment_changes_nothing_but_the_value_dvc_wrote(smoke_pipel
     assert set(after) == set(before)
     lines = zip(profile.splitlines(), (repo / PROFILE).read_text().splitlines(), strict=True)
     changed = [(old, new) for old, new in lines if old != new]
-    assert changed == [("    separability_draws: 40", "    separability_draws: -5")]
+    assert changed == [("separability_draws: 40", "separability_draws: -5")]
 
     # In a temporary copy (--temp, as queued experiments run): the workspace is untouched.
     git(repo, "reset", "-q")  # DVC staged the file it wrote
@@ -51,7 +54,7 @@ def test_an_experiment_reruns_only_the_jobs_that_read_its_value(smoke_pipeline, 
     records = repo / "results" / "max_margin" / "records"
     old = {p.relative_to(records): p.read_bytes() for p in records.rglob("*.json")}
 
-    ran = dvc(repo, "exp", "run", "-S", f"{PROFILE}:study.max_margin.separability_draws=30")
+    ran = dvc(repo, "exp", "run", "-S", f"{PROFILE}:separability_draws=30")
     # Only the max_margin stage reran, and in it only the separability sweep's jobs: the
     # value is read by them alone (2 of the study's 10 smoke jobs).
     stages = [line for line in ran.stdout.splitlines() if line.startswith("Running stage")]
@@ -102,8 +105,8 @@ def test_queued_experiments_run_a_study_variation_each(smoke_pipeline, tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {"MLFLOW_TRACKING_URI": uri}
 
-    # Two step budgets for the MLP double-descent study (the smoke profile holds its sizes;
-    # its own, 150, is the baseline's).
+    # Two step budgets for the MLP double-descent study (its smoke sizes file holds them; its
+    # own, 150, is the baseline's).
     dvc(
         repo,
         "exp",
@@ -111,7 +114,7 @@ def test_queued_experiments_run_a_study_variation_each(smoke_pipeline, tmp_path)
         "--queue",
         "study@double_descent_mlp",
         "-S",
-        f"{PROFILE}:study.double_descent_mlp.max_steps=60,100",
+        f"{MLP_PROFILE}:max_steps=60,100",
         env=env,
     )
     # The queue's workers outlive `queue start`: they must not hold its output pipes open.

@@ -7,21 +7,12 @@ import json
 from collections import defaultdict
 
 import pytest
+from conftest import STUDIES
 from mlflow import MlflowClient
 from smoke_repo import clone, dvc, git
 
 pytestmark = pytest.mark.slow
 
-STUDIES = (
-    "ntk_convergence",
-    "double_descent_rf",
-    "double_descent_mlp",
-    "lazy_training",
-    "feature_learning",
-    "mnist1d_double_descent",
-    "finite_vs_infinite",
-    "max_margin",
-)
 DATASETS = ("sphere_linear", "teacher", "digits", "digits_noisy", "mnist1d", "mnist1d_noisy")
 
 
@@ -93,7 +84,11 @@ def test_dvc_repro_smoke_end_to_end(smoke_pipeline, tmp_path):
     # changes no code (a comment, a docstring) and an edit to MLflow logging: once `params`
     # has rerun, nothing else is out of date. An edit to the code of the library
     # invalidates the stages that run it, and reruns only the jobs whose code it is.
-    gpu = repo / "conf" / "profile" / "gpu.yaml"
+    gpu = (
+        repo
+        / "src/widthlab/studies/double_descent_rf/conf/profile/study/double_descent_rf/gpu.yaml"
+    )
+    assert "seeds: range(20)" in gpu.read_text()
     gpu.write_text(gpu.read_text().replace("seeds: range(20)", "seeds: range(21)"))
     assert stages_listed(dvc(repo, "status").stdout) <= {"params"}
     tracking = repo / "src" / "widthlab" / "runtime" / "tracking.py"

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, STUDIES
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -27,7 +27,6 @@ from widthlab.runtime.stage import study_sweeps
 from widthlab.runtime.sweep import job_overrides
 
 CONF = str(REPO / "conf")
-STUDIES = sorted(p.stem for p in (REPO / "conf" / "study").glob("*.yaml"))
 
 
 def master(overrides):

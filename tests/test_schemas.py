@@ -4,7 +4,7 @@ config is valid; a sweep is planned and checked job by job before it starts."""
 import logging
 
 import pytest
-from conftest import CONF, composed
+from conftest import STUDIES, composed, study_conf
 from omegaconf import OmegaConf, open_dict
 
 from widthlab.runtime.errors import ConfigError
@@ -70,8 +70,9 @@ def test_bad_value_names_key_value_and_what_is_allowed(overrides, prefix):
 
 
 STUDY_CONFIGS = sorted(
-    str(p.relative_to(CONF / "study").with_suffix(""))
-    for p in (CONF / "study").rglob("*.yaml")
+    str(p.relative_to(study_conf(s) / "study").with_suffix(""))
+    for s in STUDIES
+    for p in (study_conf(s) / "study").rglob("*.yaml")
     if p.stem != "common"
 )
 

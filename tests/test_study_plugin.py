@@ -1,6 +1,7 @@
-"""A study added from outside the package — a module under tests/studies and a config under
-tests/conf — runs end to end through the generic entry points: sweep, records, MLflow runs,
-aggregate, figures, plots and its report section, with no file of src/ or pipelines/ edited."""
+"""A study added from outside the package — one folder, tests/studies/toy_study, its module
+and its configs (`conf/`, added to Hydra's search path) — runs end to end through the generic
+entry points: sweep, records, MLflow runs, aggregate, figures, plots and its report section,
+with no file of src/ or pipelines/ edited."""
 
 import json
 import subprocess

@@ -37,6 +37,7 @@ class Dataset:
 
     @property
     def n_outputs(self) -> int:
+        """The number of targets per example: 1 for a vector of targets, else their columns."""
         return 1 if self.y_train.ndim == 1 else int(self.y_train.shape[1])
 
 

@@ -208,6 +208,7 @@ class InverseLogFit:
     points: int
 
     def as_dict(self) -> dict[str, float]:
+        """The fit's fields as a flat dict."""
         return dict(self.__dict__)
 
 

@@ -83,6 +83,7 @@ class KKTResiduals:
 
     @property
     def largest(self) -> float:
+        """The largest of the KKT residuals."""
         return max(
             self.primal_feasibility,
             self.dual_feasibility,
@@ -91,6 +92,7 @@ class KKTResiduals:
         )
 
     def as_dict(self, prefix: str = "kkt_") -> dict[str, float]:
+        """The residuals as a flat dict, each key prefixed with `prefix`."""
         return {
             f"{prefix}primal_feasibility": self.primal_feasibility,
             f"{prefix}dual_feasibility": self.dual_feasibility,
@@ -133,6 +135,7 @@ class MaxMarginSolution:
 
     @property
     def margin(self) -> float | None:
+        """The geometric margin 1/‖β̂‖, or None when the data are not separable."""
         return None if self.weights is None else float(1.0 / np.linalg.norm(self.weights))
 
 

@@ -72,6 +72,7 @@ def sample_size_note(rows: Iterable[Row], metrics: Sequence[str]) -> str:
 
 
 def log_axes(ax: Axes, xlabel: str, ylabel: str, log_x=True, log_y=True) -> None:
+    """Label `ax` and set its x and y axes to log scale where asked."""
     if log_x:
         ax.set_xscale("log")
     if log_y:

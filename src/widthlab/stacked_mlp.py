@@ -101,10 +101,12 @@ class StackedMLP:
 
     @classmethod
     def from_models(cls, models: Sequence[MLP]) -> StackedMLP:
+        """The stack of `models`, their parameters copied."""
         return cls(models)
 
     @classmethod
     def copies(cls, model: MLP, k: int) -> StackedMLP:
+        """A stack of `k` copies of `model`."""
         return cls([model] * check_int("k", k))
 
     @property

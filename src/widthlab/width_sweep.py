@@ -24,7 +24,7 @@ from widthlab.solvers import _check_ridge, _spectral_weights, default_rtol
 class WidthSweepResult:
     """Per (ridge λ_l, width d_j) results; arrays are [L, W] ([L, W, m] for predictions).
 
-    routes[j] is "primal" (d×d Gram, d < n) or "kernel" (n×n Gram); methods[l][j] is
+    `routes[j]` is "primal" (d×d Gram, d < n) or "kernel" (n×n Gram); `methods[l][j]` is
     "cholesky" or "eigh" (fallback with the pseudo-inverse cutoff). gram_condition is LAPACK's
     1-norm estimate of κ₁(Gram + nλI) on the Cholesky path and the exact κ₂ on the eigh path
     (or always κ₂ with exact_condition=True). KKT residuals are nan unless λ = 0 and d ≥ n;

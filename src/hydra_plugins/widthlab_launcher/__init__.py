@@ -7,9 +7,11 @@ Hydra's joblib launcher composes every job in its worker from the config files
 `JoblibTemplateLauncher` launches exactly as `JoblibLauncher` does, with a config loader
 that keeps, in each worker process, the first job it composes of a sweep as a template. A
 later job of the same sweep whose overrides differ from the template's only in plain values
-is the template with those values applied as Hydra applies an override
-(`ConfigLoaderImpl._apply_overrides_to_config`), and with `hydra.overrides.task` and
-`hydra.job.override_dirname` written as Hydra writes them. A plain value is `key=value` with a
+is the template with those values applied as Hydra applies a value override
+(`OmegaConf.update(..., merge=True)`), and with `hydra.overrides.task` and
+`hydra.job.override_dirname` written as Hydra writes them (`override_dirname`). Only Hydra's
+public API is used here; the private modules the sweeper needs are named, with the versions
+they were checked against, in `hydra_plugins.widthlab_sweeper`. A plain value is `key=value` with a
 scalar value (a dict would merge into the template's), for a key that is not a config group,
 not under `hydra`, and neither inside nor around another value override's key. Any other job (a
 config-group sweep such as `data=a,b`, `+key=…`, `~key`) is composed by Hydra, as before.
@@ -39,12 +41,13 @@ import os
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
+from hydra.errors import ConfigCompositionException
 from hydra.types import HydraContext
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 # Per process (a joblib worker, or the launching process when n_jobs=1): sweep key → template.
 # Hydra's plugin scan executes this module again, in the same module object, whenever a job
@@ -83,6 +86,28 @@ def _is_plain(override: Override, groups: set[str]) -> bool:
     )
 
 
+def apply_plain_overrides(overrides: Sequence[Override], config: DictConfig) -> None:
+    """Apply plain value overrides (`_is_plain`) to `config` as Hydra's config loader does:
+    each value merged into the node at its key, an unknown key refused with Hydra's error."""
+    for override in overrides:
+        try:
+            OmegaConf.update(config, override.key_or_group, override.value(), merge=True)
+        except (ConfigAttributeError, ConfigKeyError) as exc:
+            raise ConfigCompositionException(
+                f"Could not override '{override.key_or_group}'."
+                f"\nTo append to your config use +{override.input_line}"
+            ) from exc
+
+
+def override_dirname(
+    overrides: Sequence[Override], exclude_keys: Sequence[str], item_sep: str, kv_sep: str
+) -> str:
+    """`hydra.job.override_dirname` as Hydra writes it: the override lines whose key is not
+    excluded, sorted, joined by `item_sep`, each `=` written as `kv_sep`."""
+    lines = sorted(o.input_line for o in overrides if o.key_or_group not in exclude_keys)
+    return item_sep.join(lines).replace("=", kv_sep)
+
+
 def from_template(template: Template, master: DictConfig, lines: list[str]) -> DictConfig | None:
     """The job of `lines` from `template`, or None when it needs Hydra (module docstring)."""
     if len(lines) != len(template.lines):
@@ -105,12 +130,12 @@ def from_template(template: Template, master: DictConfig, lines: list[str]) -> D
             parsed[i] = override
     config = copy.deepcopy(template.config)
     if changed:
-        ConfigLoaderImpl._apply_overrides_to_config([parsed[i] for i in changed], config)
+        apply_plain_overrides([parsed[i] for i in changed], config)
         app = [o for o in parsed if not o.is_hydra_override()]
         settings = config.hydra.job.config.override_dirname
         with open_dict(config.hydra):
             config.hydra.overrides.task = [o.input_line for o in app]
-            config.hydra.job.override_dirname = get_overrides_dirname(
+            config.hydra.job.override_dirname = override_dirname(
                 overrides=app,
                 kv_sep=settings.kv_sep,
                 item_sep=settings.item_sep,

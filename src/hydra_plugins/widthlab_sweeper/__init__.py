@@ -26,6 +26,15 @@ does, then, for a study sweep (one with `study._target_`):
 Any other multirun (e.g. `pipelines/data.py -m`) is swept and validated as before. The
 result list holds one entry per launched job. Hydra finds sweepers in the `hydra_plugins`
 namespace package; conf/hydra/sweeper/widthlab.yaml selects this one.
+
+**Hydra's private modules.** Hydra exports no public basic sweeper to build on, so this
+module and `widthlab.runtime.sweep` import `hydra._internal.core_plugins.basic_sweeper`
+(`BasicSweeper`: its `split_arguments`, `_parse_config`, `validate_batch_is_legal`, and its
+`launcher`, `config` and `hydra_context` attributes). Those are checked against the versions
+in `CHECKED_VERSIONS`, which pyproject.toml pins; tests/test_hydra_versions.py fails, naming
+what to re-check, on any other installed version. (The launcher uses Hydra's public API only;
+`widthlab.runtime.usage` sets one private constant of joblib's loky, which
+tests/test_jobs.py checks on the installed joblib.)
 """
 
 from __future__ import annotations
@@ -40,6 +49,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
+
+# The distributions whose private modules or internals this package relies on (module
+# docstring), at the versions it was checked against; pyproject.toml pins the same.
+CHECKED_VERSIONS = {"hydra-core": "1.3.8", "hydra-joblib-launcher": "1.2.0"}
 
 
 class CheckedSweeper(BasicSweeper):

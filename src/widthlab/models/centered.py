@@ -32,9 +32,11 @@ class CenteredNetwork(nn.Module):
 
     @property
     def out_features(self) -> int:
+        """The wrapped network's number of outputs."""
         return self.network.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """f(x; θ) − f(x; θ₀): the network's output minus its output at initialization."""
         with torch.no_grad():
             start = self.initial(x)
         return self.network(x) - start

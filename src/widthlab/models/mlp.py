@@ -128,13 +128,16 @@ class DenseLayer(nn.Module):
 
     @property
     def in_features(self) -> int:
+        """The number of inputs."""
         return self.weight.shape[1]
 
     @property
     def out_features(self) -> int:
+        """The number of outputs."""
         return self.weight.shape[0]
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """The layer's affine map of `h` (the equation is in the class docstring)."""
         # Multiplying the bias by 0 (not dropping it) keeps the parameter in the graph, so its
         # NTK contribution is an honest 0 rather than a missing term. A multiplier of 1 is
         # skipped: 1·b is b bit for bit, and so is its gradient, without the two operations.
@@ -142,6 +145,7 @@ class DenseLayer(nn.Module):
         return torch.addmm(bias, h, self.weight.T, alpha=self.weight_multiplier)
 
     def extra_repr(self) -> str:
+        """Sizes and multipliers, for the module's repr."""
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"weight_multiplier={self.weight_multiplier:.6g}, "
@@ -309,6 +313,7 @@ class MLP(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def extra_repr(self) -> str:
+        """Activation, parameterization and init scales, for the module's repr."""
         return (
             f"activation={self.activation!r}, parameterization={self.parameterization!r}, "
             f"w_std={self.w_std:.6g}, b_std={self.b_std:.6g}"

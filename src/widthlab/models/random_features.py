@@ -119,10 +119,12 @@ class RandomFeaturesModel:
         return feature_map(x, self.weights, self.config.activation)
 
     def fit(self, x: np.ndarray, y: np.ndarray, ridge: float = 0.0) -> RandomFeaturesModel:
+        """Solve for the readout β: ridge(less) regression of `y` on the features of `x`."""
         self.beta = ridge_solution(self.features(x), y, ridge).beta
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """The fitted model's predictions h(x)ᵀβ; fit first."""
         if self.beta is None:
             raise ValueError("the model is not fitted; call fit(x, y) first")
         return self.features(x) @ self.beta

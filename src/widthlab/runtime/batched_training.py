@@ -149,6 +149,8 @@ class BatchedTask(pl.LightningModule):
         self._epoch_points = 0
 
     def outputs(self, x: Tensor) -> Tensor:
+        """The stacked networks' outputs on `x`, minus their outputs at initialization when
+        centered."""
         out = self.model(x)
         if self.initial is not None:
             with torch.no_grad():
@@ -181,6 +183,8 @@ class BatchedTask(pl.LightningModule):
         self.frozen[newly] = True
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """A block of optimizer steps on the batch, each network judged for stopping after each
+        step."""
         x, y = batch
         if self.full_batch:
             for _ in range(self.log_every):
@@ -233,9 +237,12 @@ class BatchedTask(pl.LightningModule):
         return True
 
     def on_train_start(self) -> None:
+        """Log the curves' first point, before any step."""
         self.log_curve_points()
 
     def on_train_epoch_end(self) -> None:
+        """Judge each running network on its epoch's mean loss (minibatch training) and log the
+        curves."""
         if not self.full_batch and self._epoch_points:
             newly = []
             sums = torch.as_tensor(self._epoch_sum).tolist()
@@ -272,6 +279,7 @@ class BatchedTask(pl.LightningModule):
                 self.logged_step[k] = step
 
     def configure_optimizers(self):
+        """Adam or SGD (with momentum) over every stacked network's parameters at `lr`."""
         params = self.model.parameters()
         if self.optimizer_name == "adam":
             return torch.optim.Adam(params, lr=self.lr)

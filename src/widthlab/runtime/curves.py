@@ -33,6 +33,7 @@ class JobMLFlowLogger(MLFlowLogger):
         self._pending: list[Any] = []
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Keep the curve points in memory, stamped with their step and time, for `flush`."""
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
@@ -48,6 +49,7 @@ class JobMLFlowLogger(MLFlowLogger):
         self.job_run.log_metric_batch(pending)
 
     def finalize(self, status: str = "success") -> None:
+        """Leave the run open: the job ends it (class docstring)."""
         pass
 
 

@@ -176,6 +176,7 @@ def measured_config(resolved: Mapping[str, Any]) -> DictConfig:
 
 
 def in_multirun() -> bool:
+    """Whether the current Hydra run is a multirun (False outside any Hydra run)."""
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode

@@ -1,7 +1,8 @@
 """Resolved settings for DVC: what each stage will run with, checked before any stage runs.
 
 `write_params(cfg)` composes, for the active profile, every data set of `conf/data/` and
-every study (each config of `conf/study/` that lists its `sweeps`), resolves every
+every study (each option of the config group `study` that lists its `sweeps`: a study
+folder's `conf/study/<name>.yaml`, found on Hydra's search path), resolves every
 interpolation, expands each sweep into its values, checks every job of every sweep against
 the schemas and its study's checks, and only then writes
 
@@ -21,9 +22,11 @@ come from (an edit to MLflow logging, a comment or a docstring changes no digest
 per-stage entries keep `dvc exp show` to a few columns a study; the resolved files hold
 every value (`git diff results/params/` shows what an experiment changed).
 
-The profiles (`conf/profile/*.yaml`) are the files `dvc exp run -S` writes: DVC rewrites
-such a file through its own loader, which turns an interpolation into its value, so they
-must hold plain values only. A profile value that is an interpolation, or any value a job
+The profiles are the files `dvc exp run -S` writes: `conf/profile/<profile>.yaml` (the data
+sets' sizes) and each study folder's `conf/profile/study/<study>/<profile>.yaml` (its
+sizes). DVC rewrites such a file through its own loader, which turns an interpolation into
+its value, so every file under a `profile/` folder of the search path must hold plain values
+only. A profile value that is an interpolation, or any value a job
 would refuse, stops this stage with one line before anything is written, so a bad
 experiment stops before any stage that computes or writes results.
 """
@@ -46,7 +49,7 @@ from widthlab.runtime.tracking import flatten
 ROOT_KEYS = ("seed", "threads", "device")
 HEADER = (
     "# Written by `python pipelines/params.py` (DVC's `params` stage) from conf/ for the\n"
-    "# active profile: change a value in conf/ (e.g. conf/profile/{profile}.yaml), not here.\n"
+    "# active profile: change a value in conf/ or a study's conf/, not here.\n"
 )
 
 
@@ -137,6 +140,20 @@ def check_plain_values(path: Path) -> None:
             )
 
 
+def profile_files(roots: list[Path]) -> list[Path]:
+    """Every file `dvc exp run -S` may rewrite: the YAML files under `profile/` of each
+    config folder on the search path (the repository's `conf/`, each study's `conf/`)."""
+    return sorted({p for root in roots for p in (root / "profile").rglob("*.yaml")})
+
+
+def study_options() -> list[str]:
+    """The options of the config group `study` (its top level: one per study, whichever
+    folder on Hydra's search path holds it), sorted."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    return sorted(GlobalHydra.instance().config_loader().get_group_options("study"))
+
+
 def stage_digests(studies: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     """`stages.yaml` (module docstring) from each study's `(settings, jobs, study)` and the
     data sets' settings."""
@@ -175,10 +192,10 @@ def write_params(cfg: DictConfig, results_dir: str | None = None) -> list[Path]:
     runtime = HydraConfig.get().runtime
     name = runtime.choices["profile"]
     profile = [f"profile={name}"]
-    conf = next(
-        Path(s.path.removeprefix("file://")) for s in runtime.config_sources if s.provider == "main"
-    )
-    for path in sorted((conf / "profile").glob("*.yaml")):
+    sources = [s for s in runtime.config_sources if s.schema == "file"]
+    roots = [Path(s.path.removeprefix("file://")) for s in sources]
+    conf = next(r for s, r in zip(sources, roots, strict=True) if s.provider == "main")
+    for path in profile_files(roots):
         check_plain_values(path)
     folder = Path(results_dir or cfg.paths.results_dir) / "params"
     outputs: dict[Path, bytes] = {}
@@ -189,14 +206,14 @@ def write_params(cfg: DictConfig, results_dir: str | None = None) -> list[Path]:
         )
         outputs[folder / "data" / f"{path.stem}.yaml"] = _dump(data[path.stem], name)
     studies: dict[str, Any] = {}
-    for path in sorted((conf / "study").glob("*.yaml")):
-        main = _compose([f"study={path.stem}", *profile])
+    for option in study_options():
+        main = _compose([f"study={option}", *profile])
         sweeps = OmegaConf.select(main, "study.sweeps", default=None)
         if not sweeps:
             continue
         settings, jobs = study_params(list(sweeps), profile)
-        studies[path.stem] = (settings, jobs, load_study(settings["study"]["_target_"]))
-        outputs[folder / "studies" / f"{path.stem}.yaml"] = _dump(settings, name)
+        studies[option] = (settings, jobs, load_study(settings["study"]["_target_"]))
+        outputs[folder / "studies" / f"{option}.yaml"] = _dump(settings, name)
     outputs[folder / "stages.yaml"] = _dump(stage_digests(studies, data), name)
     atomic_write_set(outputs)  # every check passed: now write, as a set
     print(f"wrote {len(outputs)} resolved settings files in {folder}/")

@@ -75,6 +75,7 @@ def check_free_space(folder: Path) -> None:
 
 
 def check_paths(paths: Mapping[str, Any], writes: Iterable[str]) -> None:
+    """Refuse output folders that are not writable folders, and a data path that is a file."""
     for name in writes:
         check_writable_dir(f"paths.{name}_dir", str(paths[f"{name}_dir"]))
     data = Path(str(paths["data_dir"]))
@@ -95,6 +96,8 @@ def _import_target(key: str, target: str, base: type, kind: str) -> None:
 
 
 def check_targets(resolved: Mapping[str, Any], groups: Iterable[str]) -> None:
+    """Refuse a `_target_` of the groups a job reads that is not importable or not of the right
+    kind."""
     groups = set(groups)
     model = resolved.get("model") or {}
     if "model" in groups and "_target_" in model:

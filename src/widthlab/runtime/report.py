@@ -54,6 +54,7 @@ def pm(value: Any, se: Any) -> str:
 
 
 def interval(low: Any, high: Any, sig: int = 2) -> str:
+    """`[low, high]` with as many decimals as `sig` significant digits of its half-width need."""
     if low is None or high is None:
         return "–"
     places = max(0, sig - 1 - math.floor(math.log10(max(abs(high - low) / 2, 1e-300))))
@@ -178,11 +179,12 @@ class Page:
         """The command that reruns the study, and the configs it reads."""
         name, settings = summary["study"], summary.get("settings", {})
         sweeps = settings.get("sweeps") or [name]
-        configs = ", ".join(f"`conf/study/{s}.yaml`" for s in sweeps)
+        configs = [f"`study/{s}.yaml`" for s in sweeps]
+        configs.append(f"`profile/study/{name}/{self.profile}.yaml`")
         return (
             f"**Reproduce.** `python pipelines/stage.py study={name} profile={self.profile}` "
-            f"(every sweep, then the aggregate); configs {configs}, "
-            f"`conf/profile/{self.profile}.yaml`."
+            f"(every sweep, then the aggregate); configs {', '.join(configs)} in the study's "
+            f"`conf/` folder, and `conf/profile/{self.profile}.yaml`."
         )
 
     def mlflow_line(self, summary: Mapping[str, Any]) -> str:

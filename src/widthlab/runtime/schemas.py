@@ -48,10 +48,12 @@ def _as_config_error(check: Callable[..., Any]) -> Check:
 
 
 def integer(minimum: int, maximum: int | None = None) -> Check:
+    """A check that a value is an integer in [minimum, maximum]."""
     return lambda key, value: _as_config_error(check_int)(key, value, minimum, maximum)
 
 
 def choice(values: Iterable[str]) -> Check:
+    """A check that a value is one of `values`."""
     values = tuple(values)
     return lambda key, value: _as_config_error(check_choice)(key, value, values)
 
@@ -76,16 +78,20 @@ def stable_step(key: str, value: Any) -> None:
 
 
 def text(key: str, value: Any) -> None:
+    """Check that a value is a non-empty string."""
     if not isinstance(value, str) or not value:
         raise ConfigError(key, value, "a non-empty string")
 
 
 def boolean(key: str, value: Any) -> None:
+    """Check that a value is true or false."""
     if not isinstance(value, bool):
         raise ConfigError(key, value, "true or false")
 
 
 def optional(inner: Check) -> Check:
+    """A check that accepts None and otherwise applies `inner`."""
+
     def check(key: str, value: Any) -> None:
         if value is not None:
             inner(key, value)
@@ -94,6 +100,8 @@ def optional(inner: Check) -> Check:
 
 
 def list_of(inner: Check, min_length: int = 1) -> Check:
+    """A check that a value is a list of at least `min_length` items, each passing `inner`."""
+
     def check(key: str, value: Any) -> None:
         if not isinstance(value, list | tuple | ListConfig) or len(value) < min_length:
             raise ConfigError(key, value, f"a list of at least {min_length} item(s)")
@@ -104,6 +112,7 @@ def list_of(inner: Check, min_length: int = 1) -> Check:
 
 
 def any_value(key: str, value: Any) -> None:
+    """Accept any value (a key whose value the study checks itself, or none)."""
     return None
 
 

@@ -118,6 +118,7 @@ def plan_stacks(plan: Any, launched: Sequence[int], workers: int) -> list[list[i
 
 
 def width_of(resolved: Mapping[str, Any]) -> int:
+    """A resolved job's `model.width` (0 when it has none)."""
     return int((resolved.get("model") or {}).get("width") or 0)
 
 

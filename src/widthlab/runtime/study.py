@@ -1,9 +1,10 @@
 """What a study is to the generic entry points: a `Study` subclass named by its config.
 
-A study lives in one folder (`widthlab/studies/<name>/`, or any importable module, a test's
-or a user's) and is found from its config, never from a table of names:
+A study lives in one folder (`widthlab/studies/<name>/`, or any importable package, a
+test's or a user's), its configs included (`<folder>/conf/`, on Hydra's search path:
+`hydra_plugins.widthlab_studies`), and is found from its config, never from a table of names:
 
-    # conf/study/<name>.yaml
+    # <folder>/conf/study/<name>.yaml
     study:
       _target_: widthlab.studies.<name>.<Class>   # loaded with hydra.utils.get_class
       name: <name>                                 # results/<name>/, the MLflow experiment
@@ -155,6 +156,7 @@ class Study:
 
     # ------------------------------------------------------------------ plumbing
     def job(self, kind: str) -> Job:
+        """The study's job of this kind, or a config error naming the kinds it has."""
         if kind not in self.jobs:
             raise ConfigError("study.job", kind, f"one of {sorted(self.jobs)}")
         return self.jobs[kind]

@@ -69,10 +69,12 @@ class SweepPlan:
 
     @property
     def study_name(self) -> str:
+        """The name of the study the sweep's jobs belong to."""
         return str(self.resolved[0]["study"]["name"])
 
     @property
     def dry_run(self) -> bool:
+        """Whether the sweep only lists its jobs (`dry_run=true`)."""
         return bool(self.resolved[0].get("dry_run"))
 
     @property
@@ -355,6 +357,7 @@ class SweepCallback(Callback):
         os.environ[PARENT_ENV] = run_id
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Print the sweep's MLflow address and end its parent run."""
         if self.parent_id is not None:
             from widthlab.runtime.parents import experiment_url, ui_address
 

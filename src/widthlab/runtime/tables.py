@@ -59,6 +59,7 @@ def tidy_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def failed_jobs(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The key and reason of each record that is not `ok`."""
     return [
         {"key": r["key"], "reason": r.get("reason", "")} for r in records if r["status"] != "ok"
     ]

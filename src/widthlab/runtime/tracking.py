@@ -47,9 +47,8 @@ def client(uri: str):
 
 @contextmanager
 def store_creation_lock(uri: str) -> Iterator[None]:
-    """An exclusive lock (`filelock`) beside a SQLite store while it may be created: several
-    processes creating a brand-new SQLite file at once race on its tables and some fail;
-    once the tables exist, concurrent writers are fine. Other stores need no lock."""
+    """An exclusive lock (`filelock`) beside a SQLite store being created: processes creating
+    a new SQLite file at once race on its tables (later writers are fine); others need none."""
     if not uri.startswith("sqlite:///"):
         yield
         return
@@ -62,12 +61,11 @@ def store_creation_lock(uri: str) -> Iterator[None]:
 
 
 def create_sqlite_store(path: Path) -> None:
-    """Make a new SQLite tracking store at `path` (if none is there) as a whole: MLflow
-    creates its tables and runs its ~50 migrations in a file beside it, which is renamed
-    into place only when complete. Made in place, a store interrupted halfway (a full disk,
-    a kill) stays half-migrated, and every later command fails on it ("duplicate column
-    name") even after space is freed. A failure leaves no file; a full disk is a
-    `StorageError`. Call under `store_creation_lock`."""
+    """Make a new SQLite tracking store at `path` (if none is there) as a whole: MLflow creates its
+    tables and runs its ~50 migrations in a file beside it, which is renamed into place only when
+    complete. Made in place, a store interrupted halfway (a full disk, a kill) stays half-migrated,
+    and every later command fails on it ("duplicate column name") even after space is freed. A
+    failure leaves no file; a full disk is a `StorageError`. Call under `store_creation_lock`."""
     import sqlite3
 
     from widthlab.runtime.errors import storage_error
@@ -216,9 +214,8 @@ def _retry_unique_race(call, attempts: int = 3) -> None:
 
 
 def unreachable(error: BaseException) -> bool:
-    """Whether `error` says the tracking store could not be reached (a server down or
-    failing past MLflow's own retries, a database that refuses connections), rather than
-    that a call was wrong."""
+    """Whether `error` says the tracking store could not be reached (a server down or failing
+    past MLflow's own retries, a database refusing connections), not that a call was wrong."""
     from requests.exceptions import RequestException
     from sqlalchemy.exc import OperationalError
 
@@ -247,6 +244,7 @@ class JobRun:
 
     @property
     def active(self) -> bool:
+        """Whether the job has an MLflow run to log into."""
         return self.run_id is not None and self.lost is None
 
     @contextmanager
@@ -272,12 +270,14 @@ class JobRun:
             record["tracking_lost"] = self.lost
 
     def lose(self, error: BaseException) -> None:
+        """Stop logging to this run: its store is unreachable (`error`'s line kept in `lost`)."""
         self.lost = f"{type(error).__name__}: {error}".splitlines()[0][:500]
         log.warning(
             "MLflow run %s stops logging, the store is unreachable: %s", self.run_id, self.lost
         )
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log `metrics` at `step`, stamped now (`log_points`)."""
         now = int(time.time() * 1000)
         self.log_points([(k, v, step or 0) for k, v in metrics.items()], now)
 
@@ -298,6 +298,7 @@ class JobRun:
                     self.client.log_batch(self.run_id, metrics=metrics[i : i + 1000])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set the run's tags, values as strings."""
         if self.active:
             from mlflow.entities import RunTag
 
@@ -306,6 +307,7 @@ class JobRun:
                 self.client.log_batch(self.run_id, tags=batch)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log `params` in batches, values as strings."""
         if not self.active:
             return
         from mlflow.entities import Param
@@ -325,8 +327,7 @@ class JobRun:
         from mlflow.entities import DatasetInput, InputTag
 
         with warnings.catch_warnings():
-            # MLflow registers its local-file source class twice, then warns that a local
-            # path "can be interpreted in multiple ways" (both are LocalArtifactDatasetSource).
+            # MLflow registers its local-file source twice, then warns of an ambiguous path.
             warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
             source = resolve_dataset_source(str(Path(path).resolve()))
         dataset = MetaDataset(source, name=name, digest=sha256[:DIGEST_LENGTH])
@@ -345,6 +346,7 @@ class JobRun:
             self.failed = True
 
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        """Copy the file at `path` into the run's artifacts, under `artifact_path`."""
         if self.active:
             with self.call():
                 self.client.log_artifact(self.run_id, str(path), artifact_path)
@@ -395,8 +397,7 @@ def job_run(
         parent = os.environ.get(PARENT_ENV)
         if parent:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent
-        # A job killed mid-run (out of time, a lost node) left its run RUNNING; its rerun
-        # closes that one as KILLED instead of leaving a ghost beside the new run.
+        # A killed job's run was left RUNNING: its rerun ends it KILLED, no ghost beside it.
         close_stale_runs(uri, experiment_id, tags["widthlab.key"], "KILLED")
         run = job.client.create_run(experiment_id, tags=all_tags, run_name=run_name)
         job.run_id = run.info.run_id

@@ -154,6 +154,7 @@ class MLPTask(pl.LightningModule):
         self._direct_backward = False  # decided when training starts (`direct_backward`)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's output on `x`."""
         return self.model(x)
 
     @property
@@ -191,6 +192,7 @@ class MLPTask(pl.LightningModule):
         return None
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """`steps_per_batch` optimizer steps on the batch, each judged for stopping."""
         x, y = batch
         optimizer = self.optimizers()
         backward = Tensor.backward if self._direct_backward else self.manual_backward
@@ -219,10 +221,12 @@ class MLPTask(pl.LightningModule):
             self.logged_step = self.steps_done
 
     def on_train_start(self) -> None:
+        """Choose the backward call and log the curves' first point, before any step."""
         self._direct_backward = self.direct_backward()
         self.log_curve_point()
 
     def on_train_epoch_end(self) -> None:
+        """Judge the epoch's mean loss (minibatch training) and log the curves."""
         if not self.full_batch and self._epoch_points:
             self.last_loss = self._epoch_sum / self._epoch_points
             self.stop_reason = self.stop_reason or self.judge(self.last_loss)
@@ -246,10 +250,8 @@ class MLPTask(pl.LightningModule):
         return point
 
     def configure_optimizers(self):
-        # A model that declares per-parameter learning-rate scales (the μP and mean-field
-        # MLPs) gets one parameter group per scale; standard and NTK MLPs declare a single
-        # group of every parameter at `lr`, which the optimizer treats exactly as a plain
-        # parameter list.
+        """Adam or SGD over the model's parameter groups: one per learning-rate scale (μP and
+        mean-field MLPs), or one of every parameter at `lr`, a plain list (standard and NTK)."""
         if hasattr(self.model, "param_groups"):
             params = self.model.param_groups(self.lr, self.optimizer_name)
         else:
@@ -261,6 +263,8 @@ class MLPTask(pl.LightningModule):
 
 @dataclass
 class TrainingResult:
+    """How training ended: steps, epochs, threshold reached or not, first and last loss."""
+
     steps: int
     epochs: int
     stopped_at_threshold: bool

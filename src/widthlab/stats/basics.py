@@ -30,6 +30,7 @@ class SlopeFit:
     level: float = 0.95
 
     def as_dict(self) -> dict[str, float]:
+        """The fit's fields as a flat dict."""
         return asdict(self)
 
 

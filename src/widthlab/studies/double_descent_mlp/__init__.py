@@ -4,7 +4,8 @@ interpolation threshold n·C and fall again beyond it (Belkin et al. 2019, Fig. 
 One job (`job.py`) = (width, seed) of one training loss. Configs:
 `conf/study/double_descent_mlp.yaml` (squared loss) and
 `conf/study/double_descent_mlp/cross_entropy.yaml` (the same networks on the cross-entropy),
-sharing `conf/study/double_descent_mlp/common.yaml`.
+sharing `conf/study/double_descent_mlp/common.yaml`; sizes in `conf/profile/study/`, all in
+this folder.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from widthlab.studies.double_descent_mlp import figures, job, report, summary
 
 
 class DoubleDescentMLP(Study):
+    """Model-wise double descent of a trained one-hidden-layer MLP (Belkin et al. 2019)."""
+
     question = (
         "Does the test error of a trained network peak where its parameter count P reaches "
         "the interpolation threshold n·C, and fall again beyond it?"
@@ -53,6 +56,7 @@ class DoubleDescentMLP(Study):
     report = staticmethod(report.section)
 
     def check(self, cfg: Mapping[str, Any]) -> None:
+        """Refuse a peak band that is not [low, high] and a data set without classes."""
         band = cfg["study"]["peak_band"]
         if len(band) != 2 or band[0] > band[1]:
             raise ConfigError("study.peak_band", band, "[low, high] with low ≤ high")
@@ -92,6 +96,7 @@ class DoubleDescentMLP(Study):
         ]
 
     def figures(self, results: Results) -> dict[str, FigureSpec]:
+        """The test and training error against P/(n·C), per loss."""
         rows = results.tables.get("curves.csv", [])
         if not rows:
             return {}

@@ -19,6 +19,7 @@ def _row(label: str, p: Mapping[str, Any] | None) -> str:
 
 
 def section(summary: Mapping[str, Any], page: Page) -> list[str]:
+    """The study's section of the report."""
     s = summary
     settings = s.get("settings", {})
     band = settings.get("peak_band", [None, None])

@@ -54,6 +54,7 @@ def curves(records: list[dict]) -> list[dict]:
 
 
 def point(c: Mapping[str, Any]) -> dict[str, Any]:
+    """A width's curve point for the summary: width, P/(n·C), test and training error with SE."""
     return {
         "width": c["width"],
         "params_over_threshold": c["params_over_threshold"],
@@ -66,6 +67,8 @@ def point(c: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def peak_summary(table: list[dict], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The peak within the band, whether it beats both the best smaller and the largest network, and
+    its verdict."""
     low, high = settings["peak_band"]
     inside = [i for i, c in enumerate(table) if low <= c["params_over_threshold"] <= high]
     index = peak_candidate([c["test_error_mean"] for c in table], inside)
@@ -117,6 +120,7 @@ def curve_summary(table: list[dict], ok: list[dict], settings: Mapping[str, Any]
 
 
 def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
+    """The study's summary and tables from its records."""
     jobs = records.get("train", [])
     table = sorted(curves(jobs), key=lambda c: (c["loss"] != "squared", c["loss"], c["width"]))
     losses = list(dict.fromkeys(c["loss"] for c in table))

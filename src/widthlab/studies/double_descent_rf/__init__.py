@@ -4,7 +4,8 @@ predict?
 
 One job (`job.py`) = one data set and seed: every width of `study.width_ratios` and every
 ridge of `study.ridges`. Configs: `conf/study/double_descent_rf.yaml` (sphere_linear) and
-`conf/study/double_descent_rf/digits.yaml`, sharing `conf/study/double_descent_rf/common.yaml`.
+`conf/study/double_descent_rf/digits.yaml`, sharing `conf/study/double_descent_rf/common.yaml`;
+sizes in `conf/profile/study/`, all in this folder.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from widthlab.studies.double_descent_rf import figures, job, report, summary
 
 
 class DoubleDescentRF(Study):
+    """Double descent of random-features regression against Mei & Montanari's asymptotics."""
+
     question = (
         "Does the test error of random-features regression peak at the interpolation "
         "threshold d = n and fall again toward the infinite-width kernel limit, as the "
@@ -67,6 +70,8 @@ class DoubleDescentRF(Study):
     report = staticmethod(report.section)
 
     def check(self, cfg: Mapping[str, Any]) -> None:
+        """Refuse a seed's training block beyond the pool, widths that do not increase and a bad
+        theory band."""
         s, data = cfg["study"], cfg["data"]
         n, seed = s["n_train"], cfg["seed"]
         if n is not None and (seed + 1) * n > data["n_train"]:
@@ -89,6 +94,7 @@ class DoubleDescentRF(Study):
             raise ConfigError("study.theory_excluded_band", band, "[low, high] with low ≤ high")
 
     def sweep_warnings(self, configs: list[Mapping[str, Any]]) -> list[str]:
+        """A warning when the sweep's widths do not cross the threshold d/n = 1."""
         ratios = job.width_ratios(configs[0]["study"])
         if min(ratios) < 1 < max(ratios):
             return []
@@ -98,6 +104,7 @@ class DoubleDescentRF(Study):
         ]
 
     def figures(self, results: Results) -> dict[str, FigureSpec]:
+        """One double-descent figure per data set, and the gradient-descent checks'."""
         rows = results.tables.get("curves.csv", [])
         out = {}
         band = "band = mean ± 1 sd over seeds"
@@ -132,6 +139,7 @@ class DoubleDescentRF(Study):
 
 
 def sample_size(rows: list[dict], name: str) -> str:
+    """The seed counts of data set `name`'s curve points, for a caption (`3`, or `2/3`)."""
     counts = {
         r.get("excess_risk_count") or r.get("test_mse_count") for r in rows if r["name"] == name
     }

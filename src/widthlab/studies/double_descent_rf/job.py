@@ -106,6 +106,7 @@ def kernel_limits(ds: Dataset, activation: str, ridges: list[float]) -> dict[flo
 
 
 def measure(cfg: DictConfig) -> dict[str, Any]:
+    """One data set and seed: every width and ridge of the sweep, with the theory and the checks."""
     m, s = cfg.model, cfg.study
     ds = training_set(load_job_data(cfg), s.n_train, int(cfg.seed))
     n, dim = ds.x_train.shape

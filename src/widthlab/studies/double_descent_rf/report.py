@@ -15,6 +15,7 @@ def _pm(entry: Mapping[str, Any] | None) -> str:
 
 
 def section(summary: Mapping[str, Any], page: Page) -> list[str]:
+    """The study's section of the report."""
     s = summary.get("settings", {})
     band, k = s.get("theory_excluded_band", [None, None]), s.get("peak_k")
     names = sorted({key.rpartition("_ridge")[0] for key in summary["curves"]})
@@ -53,6 +54,7 @@ def section(summary: Mapping[str, Any], page: Page) -> list[str]:
 
 
 def theory_lines(summary: Mapping[str, Any], band: list) -> list[str]:
+    """The report's comparison of each curve with the asymptotic theory."""
     rows = [(k, c["theory"]) for k, c in summary["curves"].items() if c.get("theory")]
     if not rows:
         return []
@@ -80,6 +82,7 @@ def theory_lines(summary: Mapping[str, Any], band: list) -> list[str]:
 
 
 def checks_lines(summary: Mapping[str, Any], page: Page) -> list[str]:
+    """The report's minimum-norm and gradient-descent checks."""
     checks = (summary["curves"].get("sphere_linear_ridge0") or {}).get("min_norm_checks")
     if not checks:
         return []

@@ -58,6 +58,7 @@ RESIDUALS = (
 
 
 def condition_rows(records: list[dict]) -> list[dict]:
+    """One row per job, width and ridge, with d/n as the x axis."""
     rows = [r for r in tidy_rows(records) if "ridge" in r]  # failed jobs have no conditions
     for row in rows:  # d/n as the x axis: the actual width over n, after rounding
         row["d_over_n"] = row["width"] / row["n_train"]
@@ -65,6 +66,7 @@ def condition_rows(records: list[dict]) -> list[dict]:
 
 
 def curves(records: list[dict]) -> list[dict]:
+    """Mean, sd and SE over seeds per data set, ridge and d/n."""
     out = mean_std_curves(condition_rows(records), ("name", "ridge"), "d_over_n", METRICS)
     return [{"group": f"{c['name']} λ={c['ridge']:g}", **c} for c in out]
 
@@ -101,6 +103,8 @@ def _at(c: Mapping[str, Any], metric: str) -> dict[str, Any]:
 def theory_comparison(
     mine: list[dict], band: tuple[float, float], name: str
 ) -> dict[str, Any] | None:
+    """Each point away from the threshold against the theory: z-score, relative gap and test; None
+    without theory."""
     points = [
         c
         for c in mine
@@ -150,6 +154,7 @@ def theory_comparison(
 
 
 def curve_summary(mine: list[dict], settings: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """One curve's peak, its value at the widest width and its comparison with the theory."""
     metric = "excess_risk" if "excess_risk_mean" in mine[0] else "test_mse"
     peak = find_peak(
         [c[f"{metric}_mean"] for c in mine],
@@ -185,6 +190,7 @@ def _log10(x: float | None) -> float | None:
 
 
 def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
+    """The study's summary and tables from its records."""
     jobs = records.get("rf", [])
     rows = condition_rows(jobs)
     table = curves(jobs)

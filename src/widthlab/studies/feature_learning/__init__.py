@@ -6,7 +6,8 @@ Jobs (`job.py`): `transfer` per (parameterization, width, seed), a grid of learn
 trained side by side, from which come (b) feature movement and NTK change and (c) the
 learning-rate transfer; `coord` per (parameterization, width), (a) the coordinate check.
 Configs: `conf/study/feature_learning.yaml` (the transfer sweep),
-`conf/study/feature_learning/coord.yaml` and `.../common.yaml`; sizes in the profiles.
+`conf/study/feature_learning/coord.yaml` and `.../common.yaml`; sizes in
+`conf/profile/study/`, all in this folder.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def _references(key: str, value: Any) -> None:
 
 
 class FeatureLearning(Study):
+    """Feature learning and learning-rate transfer across parameterizations (Yang & Hu 2021; Yang et
+    al. 2022)."""
+
     question = (
         "Which parameterization (standard, NTK, mean-field, μP) keeps learning features as the "
         "network gets wider, and does the best learning rate of a narrow network transfer to "
@@ -143,6 +147,8 @@ class FeatureLearning(Study):
     report = staticmethod(report.section)
 
     def check(self, cfg: Mapping[str, Any]) -> None:
+        """Refuse SGD with momentum, a data set without classes, sizes beyond the pool and
+        contradictory predictions."""
         s, t, data = cfg["study"], cfg["train"], cfg["data"]
         if t["optimizer"] == "sgd" and t["momentum"] != 0:
             raise ConfigError(
@@ -196,6 +202,7 @@ class FeatureLearning(Study):
         ]
 
     def figures(self, results: Results) -> dict[str, FigureSpec]:
+        """The coordinate check, the feature movement and the learning-rate transfer figures."""
         s, t = results.summary, results.tables
         out = {}
         if t.get("coord.csv"):

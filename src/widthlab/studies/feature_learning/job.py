@@ -120,6 +120,8 @@ def lr_weighted_ntk(model, probe: torch.Tensor) -> torch.Tensor:
 
 
 def measure_transfer(cfg: DictConfig) -> dict[str, Any]:
+    """One parameterization, width and seed: every learning rate of the grid trained, with feature
+    movement and NTK change."""
     x, y, x_test, y_test, device, dtype = _tensors(cfg)
     s, t = cfg.study, cfg.train
     grid = log2_grid(cfg)
@@ -194,6 +196,7 @@ def _log_curves(losses: torch.Tensor, grid: list[int]) -> None:
 
 
 def measure_coord(cfg: DictConfig) -> dict[str, Any]:
+    """One parameterization and width: mup's coordinate check over the first steps."""
     x, y, _, _, device, dtype = _tensors(cfg)
     c = cfg.study.coord
     seeds = [int(cfg.seed) + i for i in range(int(c.seeds))]

@@ -34,6 +34,7 @@ def _exponent(value) -> str:
 
 
 def section(summary: Mapping[str, Any], page: Page) -> list[str]:
+    """The study's section of the report."""
     settings = summary.get("settings", {})
     tolerance = num(settings.get("flat_tolerance"))
     lines = [
@@ -63,6 +64,7 @@ def section(summary: Mapping[str, Any], page: Page) -> list[str]:
 
 
 def coord_lines(summary: Mapping[str, Any], page: Page, tolerance: str) -> list[str]:
+    """The report's coordinate-check part."""
     coord = summary.get("coord") or {}
     if not coord:
         return []
@@ -107,6 +109,7 @@ def coord_lines(summary: Mapping[str, Any], page: Page, tolerance: str) -> list[
 
 
 def movement_lines(summary: Mapping[str, Any], page: Page, tolerance: str) -> list[str]:
+    """The report's feature-movement and NTK-change part."""
     movement = summary.get("movement") or {}
     if not movement:
         return []
@@ -135,6 +138,7 @@ def movement_lines(summary: Mapping[str, Any], page: Page, tolerance: str) -> li
 
 
 def transfer_lines(summary: Mapping[str, Any], page: Page) -> list[str]:
+    """The report's learning-rate-transfer part."""
     transfer = summary.get("transfer") or {}
     if not transfer:
         return []

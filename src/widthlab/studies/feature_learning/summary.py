@@ -70,12 +70,14 @@ def ordered(names) -> list[str]:
 
 
 def hidden_layers(rows, prefix: str) -> list[str]:
+    """The per-layer keys of the rows with this prefix, in layer order."""
     names = {k for r in rows for k in r if k.startswith(prefix) and k[len(prefix) :].isdigit()}
     return sorted(names, key=lambda k: int(k[len(prefix) :]))
 
 
 # ------------------------------------------------------------------------ (a) coordinates
 def coord_summary(rows: list[dict], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Per parameterization, the coordinate check's slopes against width and their verdicts."""
     c, tolerance = settings["coord"], float(settings["flat_tolerance"])
     step = int(c["check_step"])
     out: dict[str, Any] = {}
@@ -113,6 +115,8 @@ def coord_summary(rows: list[dict], settings: Mapping[str, Any]) -> dict[str, An
 
 # ---------------------------------------------------------------------- (b) feature movement
 def movement_summary(rows: list[dict], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Per parameterization, the slopes of feature movement and NTK change against width and their
+    verdicts."""
     m, tolerance = settings["movement"], float(settings["flat_tolerance"])
     references = m.get("references") or {}
     out: dict[str, Any] = {}
@@ -177,6 +181,8 @@ def _position(scores: np.ndarray) -> float:
 
 
 def best_rate(scores: np.ndarray, grid: list[int], n_boot: int) -> dict[str, Any] | None:
+    """The best log₂ learning rate of the grid (refined by a parabola) with a bootstrap interval
+    over seeds."""
     found = grid_minimum(scores)
     if found is None:
         return None
@@ -237,6 +243,8 @@ def wider_is_better(narrow: np.ndarray, wide: np.ndarray, grid: list[int]) -> di
 
 
 def transfer_summary(rows: list[dict], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Per parameterization, the best learning rate per width and its drift from the narrowest to
+    the widest."""
     t = settings["transfer"]
     n_boot, max_shift = int(t["bootstrap"]), float(t["max_shift"])
     out: dict[str, Any] = {}
@@ -296,6 +304,7 @@ def verdicts(coord, movement, transfer) -> list[Mapping[str, Any]]:
 
 
 def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
+    """The study's summary and tables from its records."""
     transfer_rows = [r for r in tidy_rows(records.get("transfer", [])) if r["status"] == "ok"]
     coord_rows = [r for r in tidy_rows(records.get("coord", [])) if r["status"] == "ok"]
     coord = coord_summary(coord_rows, settings)

@@ -6,7 +6,8 @@ kernels' own scores beside it.
 
 Jobs (`job.py`): `train` per (width, depth, seed), `kernels` per depth. Configs:
 `conf/study/finite_vs_infinite.yaml` (the networks' sweep), `conf/study/finite_vs_infinite/
-kernels.yaml` (the kernels' sweep) and `conf/study/finite_vs_infinite/common.yaml`.
+kernels.yaml` (the kernels' sweep) and `conf/study/finite_vs_infinite/common.yaml`; sizes in
+`conf/profile/study/`, all in this folder.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def _number(key: str, value: Any) -> None:
 
 
 class FiniteVsInfinite(Study):
+    """Trained networks on MNIST-1D against their infinite-width NTK predictor."""
+
     question = (
         "As a network trained by gradient descent on MNIST-1D gets wider, do its test accuracy "
         "and loss approach those of its infinite-width NTK predictor, and from which width is "
@@ -114,6 +117,7 @@ class FiniteVsInfinite(Study):
             )
 
     def figures(self, results: Results) -> dict[str, FigureSpec]:
+        """The accuracy and loss gaps and the function distance against width."""
         rows = results.tables.get("curves.csv", [])
         if not rows:
             return {}

@@ -110,6 +110,8 @@ def ridge_regression(
 
 
 def measure_kernels(cfg: DictConfig) -> dict[str, Any]:
+    """One depth: NNGP and NTK kernel regression, and the NTK predictor of T gradient-descent
+    steps."""
     s = cfg.study
     x, y, x_test, y_test = _arrays(cfg)
     n = x.shape[0]

@@ -19,6 +19,7 @@ def _ridge(k: Mapping[str, Any] | None) -> str:
 
 
 def section(summary: Mapping[str, Any], page: Page) -> list[str]:
+    """The study's section of the report."""
     settings = summary.get("settings", {})
     depths = summary.get("depths", {})
     lines = page.figures(summary)

@@ -55,6 +55,7 @@ def first_width_within_se(curve: list[Mapping[str, Any]], metric: str, target: f
 
 
 def kernel_table(records: list[dict]) -> list[dict[str, Any]]:
+    """The kernel jobs' accuracies and losses, one row per depth and kernel."""
     rows = [r for r in tidy_rows(records) if r["status"] == "ok"]
     keep = ("depth", "kernel", "ridge", "val_accuracy", "val_loss", "test_accuracy", "test_loss")
     return sorted(
@@ -63,6 +64,7 @@ def kernel_table(records: list[dict]) -> list[dict[str, Any]]:
 
 
 def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
+    """The study's summary and tables from its records."""
     networks, kernel_jobs = records.get("train", []), records.get("kernels", [])
     rows = tidy_rows(networks)
     for r in rows:

@@ -3,7 +3,8 @@ its NTK barely move and it agrees with its linearization at init (Lee et al. 201
 
 One job (`job.py`) = (width, depth, seed). Configs: `conf/study/lazy_training.yaml` (the
 main sweep) and `conf/study/lazy_training/activations.yaml` (depth 1, ReLU against erf, over
-more widths and seeds: the exponent of the NTK change).
+more widths and seeds: the exponent of the NTK change); sizes in `conf/profile/study/`, all in
+this folder.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def _exponents(key: str, value: Any) -> None:
 
 
 class LazyTraining(Study):
+    """Lazy training of NTK-parameterized networks as they widen (Lee et al. 2019)."""
+
     question = (
         "As an NTK-parameterized network gets wider, do its weights and its NTK move less "
         "during training, and does it agree with its linearization at init?"
@@ -103,6 +106,7 @@ class LazyTraining(Study):
             raise ConfigError("study.n_eval", s["n_eval"], f"≤ data.n_test = {data['n_test']}")
 
     def figures(self, results: Results) -> dict[str, FigureSpec]:
+        """Weight change, NTK change and linearization gap against width."""
         rows = results.tables.get("curves.csv", [])
         if not rows:
             return {}

@@ -64,6 +64,8 @@ def gap(trained: torch.Tensor, linear: torch.Tensor, initial: torch.Tensor) -> f
 
 
 def measure(cfg: DictConfig) -> dict[str, Any]:
+    """One width, depth and seed: train by gradient descent and measure how far it moved from its
+    linearization."""
     ds = load_job_data(cfg)
     s, m = cfg.study, cfg.model
     n, n_eval = int(s.n_train), int(s.n_eval)

@@ -19,6 +19,7 @@ ROWS = (
 
 
 def section(summary: Mapping[str, Any], page: Page) -> list[str]:
+    """The study's section of the report."""
     lines = page.figures(summary)
     lines += [
         "Slope of log(quantity) against log(width), pooled over seeds, with its 95% interval "

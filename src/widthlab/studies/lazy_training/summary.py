@@ -38,11 +38,13 @@ METRICS = (
 
 
 def layer_metrics(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The per-layer weight-change keys of the rows, in layer order."""
     names = {k for r in rows for k in r if k.startswith("weight_change_layer_")}
     return sorted(names, key=lambda k: int(k.rsplit("_", 1)[-1]))
 
 
 def role(index: int, count: int) -> str:
+    """Which of first, hidden or last layers layer `index` of `count` is."""
     return "first_layer" if index == 0 else "last_layer" if index == count - 1 else "hidden_layers"
 
 
@@ -55,6 +57,7 @@ LABELS = {
 
 
 def label(metric: str, fit: Mapping[str, Any], depth: int) -> str:
+    """A fitted slope's readable name, with its depth."""
     if metric.startswith("weight_change_layer_"):
         name = f"weight change, layer {metric.rsplit('_', 1)[-1]} ({fit['role'].replace('_', ' ')})"
     else:
@@ -63,6 +66,7 @@ def label(metric: str, fit: Mapping[str, Any], depth: int) -> str:
 
 
 def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
+    """The study's summary and tables from its records."""
     jobs = records.get("train", [])
     rows = tidy_rows(jobs)
     references, bounds = dict(settings["references"]), dict(settings["bounds"])

@@ -5,7 +5,8 @@ being separable (Cover 1965)?
 Jobs (`job.py`): `binary` per (data set, seed), `multiclass` per seed, `separability` per
 seed, `classification` per seed. Configs: `conf/study/max_margin.yaml` (binary, sphere_linear),
 `conf/study/max_margin/{digits,multiclass,separability,classification}.yaml` (the other
-sweeps) and `conf/study/max_margin/common.yaml` (what they share); sizes in the profiles.
+sweeps) and `conf/study/max_margin/common.yaml` (what they share); sizes in
+`conf/profile/study/`, all in this folder.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def _increasing_widths(key: str, ratios: list[float], n: int) -> None:
 
 
 class MaxMargin(Study):
+    """Implicit bias of gradient descent toward the hard-margin SVM (Soudry et al. 2018), and
+    Cover's count."""
+
     question = (
         "Does gradient descent on the cross-entropy of random features converge in direction "
         "to the hard-margin SVM on the same features, with its gradient carried by the "
@@ -109,6 +113,8 @@ class MaxMargin(Study):
     report = staticmethod(report.section)
 
     def check(self, cfg: Mapping[str, Any]) -> None:
+        """Refuse a step size that can diverge, too few steps, a data set the job cannot use and
+        sizes beyond the pool."""
         s, data, seed = cfg["study"], cfg["data"], cfg["seed"]
         kind, name = s["job"], data["name"]
         if s["lr_fraction"] >= 2:
@@ -165,6 +171,8 @@ class MaxMargin(Study):
             )
 
     def sweep_warnings(self, configs: list[Mapping[str, Any]]) -> list[str]:
+        """A warning when the separability sweep misses d/n = ½, or the classification sweep
+        d/n = 1."""
         s = configs[0]["study"]
         if s["job"] == "separability":
             ratios = s["separability"]["width_ratios"]
@@ -183,6 +191,7 @@ class MaxMargin(Study):
         return []
 
     def figures(self, results: Results) -> dict[str, FigureSpec]:
+        """The implicit-bias, gradient-share, separability and classification figures."""
         s, t = results.summary, results.tables
         out = {}
         if t.get("trajectories.csv"):

@@ -23,6 +23,7 @@ PROBLEMS = {
 
 
 def problem_label(problem: str) -> str:
+    """A problem's readable name."""
     return PROBLEMS.get(problem, problem)
 
 

@@ -71,6 +71,7 @@ F64 = 8  # bytes
 
 
 def width_for(ratio: float, n: int) -> int:
+    """The number of features d = ratio·n, at least 1."""
     return max(1, round(ratio * n))
 
 
@@ -105,6 +106,7 @@ def features(x: np.ndarray, width: int, model: Mapping[str, Any], seed: int) -> 
 
 
 def checkpoints(s: Mapping[str, Any]) -> np.ndarray:
+    """The log-spaced steps at which gradient descent is measured."""
     return log_spaced_steps(int(s["steps"]), int(s["checkpoints_per_decade"]))
 
 
@@ -114,6 +116,7 @@ def last_decades(steps: np.ndarray, decades: int) -> np.ndarray:
 
 
 def svm_metrics(svm: MaxMarginSolution) -> dict[str, Any]:
+    """The SVM's record fields: separable, its KKT residuals, margin and support vectors."""
     out: dict[str, Any] = {"separable": int(svm.separable)}
     if svm.separable:
         out.update(svm.kkt.as_dict("svm_kkt_"))
@@ -195,6 +198,8 @@ def trajectory_metrics(
 
 
 def measure_binary(cfg: DictConfig) -> dict[str, Any]:
+    """One binary problem and seed: gradient descent on the cross-entropy against the hard-margin
+    SVM."""
     s, seed = cfg.study, int(cfg.seed)
     ds = load_job_data(cfg)
     x, y, _, _ = binary_training_set(ds, s.n_train, seed, list(s.digit_classes))
@@ -235,6 +240,8 @@ def measure_binary(cfg: DictConfig) -> dict[str, Any]:
 
 
 def measure_multiclass(cfg: DictConfig) -> dict[str, Any]:
+    """One seed: softmax gradient descent on every class against the multiclass (Crammer–Singer)
+    SVM."""
     s, seed = cfg.study, int(cfg.seed)
     ds = load_job_data(cfg)
     n = s.n_train or len(ds.x_train)
@@ -282,6 +289,7 @@ def implicit_bias_memory(cfg: Mapping[str, Any]) -> float:
 
 
 def measure_separability(cfg: DictConfig) -> dict[str, Any]:
+    """One seed: the fraction of random labelings that are linearly separable, per d/n."""
     sep, m, seed = cfg.study.separability, cfg.model, int(cfg.seed)
     ds = load_job_data(cfg)
     n = int(sep.n_points)
@@ -311,12 +319,15 @@ def measure_separability(cfg: DictConfig) -> dict[str, Any]:
 
 
 def separability_memory(cfg: Mapping[str, Any]) -> float:
+    """The separability job's estimated peak memory in bytes."""
     sep, data = cfg["study"]["separability"], cfg["data"]
     n, top = sep["n_points"], width_for(max(sep["width_ratios"]), sep["n_points"])
     return F64 * (data["dim"] * top * sep["draws"] + 8 * n * top + 4 * (n + top) ** 2)
 
 
 def measure_classification(cfg: DictConfig) -> dict[str, Any]:
+    """One seed: test error of the max-margin classifier and of the minimum-norm fit, across
+    widths."""
     c, m, seed = cfg.study.classification, cfg.model, int(cfg.seed)
     ds = load_job_data(cfg)
     n = int(c.n_train)
@@ -353,6 +364,7 @@ def measure_classification(cfg: DictConfig) -> dict[str, Any]:
 
 
 def classification_memory(cfg: Mapping[str, Any]) -> float:
+    """The classification job's estimated peak memory in bytes."""
     c, data = cfg["study"]["classification"], cfg["data"]
     n, d = c["n_train"], width_for(max(c["width_ratios"]), c["n_train"])
     m = data["n_test"]

@@ -16,6 +16,7 @@ def _pm(stat: Mapping[str, Any] | None, sig: int = 3) -> str:
 
 
 def section(summary: Mapping[str, Any], page: Page) -> list[str]:
+    """The study's section of the report."""
     settings = summary.get("settings", {})
     lines = page.figures(summary, ["implicit_bias", "gradient_shares"])
     lines += implicit_bias_lines(summary.get("implicit_bias") or {}, settings)
@@ -45,6 +46,7 @@ def _check(entry: Mapping[str, Any]) -> str:
 
 
 def implicit_bias_lines(problems: Mapping[str, Any], settings: Mapping[str, Any]) -> list[str]:
+    """The report's implicit-bias part, one block per problem."""
     if not problems:
         return []
     decades = settings.get("decades_checked")
@@ -130,6 +132,7 @@ def implicit_bias_lines(problems: Mapping[str, Any], settings: Mapping[str, Any]
 
 
 def separability_lines(sep: Mapping[str, Any], summary: Mapping[str, Any], page: Page) -> list[str]:
+    """The report's separability part, against Cover's count."""
     if not sep:
         return []
     lines = page.figures(summary, ["separability"])
@@ -168,6 +171,7 @@ def _at(point: Mapping[str, Any] | None) -> str:
 
 
 def classification_lines(c: Mapping[str, Any], summary: Mapping[str, Any], page: Page) -> list[str]:
+    """The report's classification part: test error across widths."""
     if not c:
         return []
     effect = summary.get("settings", {}).get("peak_effect")

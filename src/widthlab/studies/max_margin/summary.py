@@ -278,6 +278,7 @@ def local_peak(
 def classification_summary(
     records: list[dict], settings: Mapping[str, Any]
 ) -> tuple[dict[str, Any], list[dict]]:
+    """The classification sweep's curves over seeds, its peak and verdicts, and its table."""
     rows = [r for r in tidy_rows(records) if "d_over_n" in r]
     table = mean_std_curves(rows, (), "d_over_n", CLASSIFICATION)
     if not table:
@@ -354,6 +355,7 @@ def checks_of(problems: Mapping[str, Any], classification: Mapping[str, Any]) ->
 
 
 def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
+    """The study's summary and tables from its records."""
     implicit = [*records.get("binary", []), *records.get("multiclass", [])]
     by_problem: dict[str, list[dict]] = {}
     for r in implicit:

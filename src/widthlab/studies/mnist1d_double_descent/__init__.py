@@ -4,7 +4,8 @@ where does the test error peak, how high, and where does it end at the largest w
 
 One job = (width, seed): the job of `double_descent_mlp` (`studies/double_descent_mlp/job.py`:
 train to the step budget, then measure), at the published setting that
-`conf/study/mnist1d_double_descent.yaml` states and cites, with the published curve there.
+`conf/study/mnist1d_double_descent.yaml` (in this folder) states and cites, with the
+published curve there; sizes in `conf/profile/study/`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from widthlab.studies.mnist1d_double_descent import figures, report, summary
 
 
 class MNIST1DDoubleDescent(Study):
+    """Deep double descent on MNIST-1D at the published setting (Greydanus & Kobak 2020)."""
+
     question = (
         "Does a two-hidden-layer MLP on MNIST-1D with noisy labels, trained at the published "
         "setting, show the published deep double descent: the test error's peak where the "
@@ -75,10 +78,13 @@ class MNIST1DDoubleDescent(Study):
 
     @classmethod
     def source_files(cls) -> list[Path]:
+        """The study's own modules and double_descent_mlp's job module, which its jobs run."""
         # The job's code lives in double_descent_mlp: its edits must invalidate these records.
         return [*super().source_files(), Path(job.__file__).resolve()]
 
     def check(self, cfg: Mapping[str, Any]) -> None:
+        """Refuse a bad peak band, a published curve that does not match its widths and a data set
+        other than MNIST-1D."""
         s = cfg["study"]
         band = s["peak_band"]
         if len(band) != 2 or band[0] > band[1]:
@@ -120,6 +126,7 @@ class MNIST1DDoubleDescent(Study):
         ]
 
     def figures(self, results: Results) -> dict[str, FigureSpec]:
+        """The test error against width beside the published curve."""
         rows = results.tables.get("curves.csv", [])
         if not rows:
             return {}

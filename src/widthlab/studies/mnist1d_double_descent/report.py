@@ -20,6 +20,7 @@ def _ours_error(c: Mapping[str, Any]) -> str:
 
 
 def section(summary: Mapping[str, Any], page: Page) -> list[str]:
+    """The study's section of the report."""
     s = summary
     settings = s.get("settings", {})
     published = settings.get("published", {})

@@ -72,6 +72,7 @@ def peak_of(
 
 
 def point(c: Mapping[str, Any]) -> dict[str, Any]:
+    """A width's curve point for the summary: width, P/n and test error with SE and sd."""
     return {
         "width": c["width"],
         "params_over_samples": c["params_over_samples"],
@@ -165,6 +166,7 @@ def peak_width_interval(
 
 
 def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
+    """The study's summary and tables from its records, against the published curve."""
     jobs = records.get("train", [])
     ok = [r for r in jobs if r["status"] == "ok"]
     band = settings["peak_band"]

@@ -5,7 +5,8 @@ Jobs (`job.py`): `kernels` per (width, depth, activation, seed), `mc_nngp` per (
 depth, activation), `circle` per (width, block of seeds). Configs:
 `conf/study/ntk_convergence.yaml` (the kernels sweep),
 `conf/study/ntk_convergence/{mc,circle}.yaml` (the other sweeps) and
-`conf/study/ntk_convergence/common.yaml` (what they share); sizes in the profiles.
+`conf/study/ntk_convergence/common.yaml` (what they share); sizes in
+`conf/profile/study/`, all in this folder.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def _number(key: str, value: Any) -> None:
 
 
 class NTKConvergence(Study):
+    """Convergence of the empirical NTK and NNGP to their infinite-width limits (Lee et al. 2019;
+    Jacot et al. 2018)."""
+
     question = (
         "How far are the empirical NTK and NNGP of finite networks from their infinite-width "
         "limits, and does the distance shrink like width^−1/2?"
@@ -101,6 +105,8 @@ class NTKConvergence(Study):
     report = staticmethod(report.section)
 
     def check(self, cfg: Mapping[str, Any]) -> None:
+        """Refuse a parameterization without the analytic limit, too many probes and circle parts
+        that do not fit its seeds."""
         m, s = cfg["model"], cfg["study"]
         if s["job"] != "circle" and m["parameterization"] != "ntk":
             # The limits of widthlab.kernels are those of the NTK parameterization; a
@@ -141,6 +147,7 @@ class NTKConvergence(Study):
             )
 
     def figures(self, results: Results) -> dict[str, FigureSpec]:
+        """The kernel distances against width, the Monte-Carlo NNGP and the circle figure."""
         s, t = results.summary, results.tables
         out = {}
         curves = t.get("curves.csv", [])

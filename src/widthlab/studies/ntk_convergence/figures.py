@@ -208,6 +208,7 @@ def ntk_circle_figure(rows: Sequence[Row], seed_rows: Sequence[Row], summary: Ma
 
 
 def caption_seeds(rows: Sequence[Row], metric: str) -> str:
+    """The seed counts of `metric`'s curve points, for a caption (`3`, or `2/3`)."""
     counts = {
         int(num(r.get(f"{metric}_count")))
         for r in rows

@@ -86,15 +86,19 @@ def network(cfg: DictConfig, in_features: int, device: torch.device) -> MLP:
 
 
 def probe_inputs(cfg: DictConfig, device: torch.device) -> torch.Tensor:
+    """The first `study.n_probe` training inputs, float64 on `device`."""
     ds = load_job_data(cfg)
     return torch.as_tensor(ds.x_train[: cfg.study.n_probe], dtype=torch.float64, device=device)
 
 
 def kernel_args(m: Mapping[str, Any]) -> dict[str, Any]:
+    """The model settings the analytic kernels take."""
     return dict(depth=m["depth"], activation=m["activation"], w_std=m["w_std"], b_std=m["b_std"])
 
 
 def measure_kernels(cfg: DictConfig) -> dict[str, float]:
+    """One width, depth, activation and seed: distances of the empirical NTK and NNGP to their
+    limits."""
     device = resolve_device(cfg.device)
     x = probe_inputs(cfg, device)
     nngp_limit, ntk_limit = nngp_and_ntk(x, **kernel_args(cfg.model))
@@ -120,6 +124,8 @@ def kernels_memory(cfg: Mapping[str, Any]) -> float:
 
 
 def measure_mc_nngp(cfg: DictConfig) -> dict[str, float]:
+    """One width, depth, activation and seed: the mean NNGP over M networks against its limit and
+    noise floor."""
     device = resolve_device(cfg.device)
     x = probe_inputs(cfg, device)
     m, mc = cfg.model, cfg.study.mc
@@ -162,6 +168,7 @@ def part_seeds(n_seeds: int, part: int, parts: int) -> range:
 
 
 def measure_circle(cfg: DictConfig) -> dict[str, Any]:
+    """One part of a width's seeds: Θ̂(x₀, x(γ)) on the unit circle (Jacot et al. 2018, Fig. 1)."""
     c, m = cfg.study.circle, cfg.model
     width = int(c.width)
     seeds = part_seeds(int(c.seeds[width]), int(c.part), int(c.parts))

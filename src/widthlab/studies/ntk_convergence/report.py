@@ -9,6 +9,7 @@ from widthlab.runtime.report import Page, interval, num, slope_text, tested, ver
 
 
 def section(summary: Mapping[str, Any], page: Page) -> list[str]:
+    """The study's section of the report."""
     ref = summary["reference_slope"]
     lines = page.figures(summary, ["kernel_convergence"])
     lines += [
@@ -43,6 +44,7 @@ def section(summary: Mapping[str, Any], page: Page) -> list[str]:
 
 
 def circle_lines(circle: Mapping[str, Any], summary: Mapping[str, Any], page: Page) -> list[str]:
+    """The report's circle part: the spreads' ratio against √(width ratio)."""
     if not circle:
         return []
     lines = page.figures(summary, ["ntk_circle"])
@@ -68,6 +70,7 @@ def circle_lines(circle: Mapping[str, Any], summary: Mapping[str, Any], page: Pa
 
 
 def mc_lines(mc: Mapping[str, Any], summary: Mapping[str, Any], page: Page) -> list[str]:
+    """The report's Monte-Carlo NNGP part."""
     if not mc:
         return []
     settings = summary.get("settings", {}).get("mc", {})

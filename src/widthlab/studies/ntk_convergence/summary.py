@@ -98,6 +98,8 @@ def join_circle_parts(records: list[dict]) -> list[dict]:
 
 
 def circle_summary(records: list[dict], n_boot: int) -> dict[str, Any]:
+    """The circle's parts joined: per width the spread around the limit, with a bootstrap interval,
+    and their ratio."""
     ok = sorted(join_circle_parts(records), key=lambda m: m["width"])
     if not ok:
         return {}
@@ -139,6 +141,8 @@ def circle_summary(records: list[dict], n_boot: int) -> dict[str, Any]:
 
 
 def mc_summary(rows: list[dict], factor: float, reference: float) -> dict[str, Any]:
+    """Per depth and activation, the Monte-Carlo NNGP's distances against width, their noise floor
+    and the bias slope."""
     out: dict[str, Any] = {}
     for depth, activation in sorted({(r["depth"], r["activation"]) for r in rows}):
         group = sorted(
@@ -172,6 +176,7 @@ def mc_summary(rows: list[dict], factor: float, reference: float) -> dict[str, A
 
 
 def summarize(records: Mapping[str, list[dict]], settings: Mapping[str, Any]) -> Results:
+    """The study's summary and tables from its records."""
     kernel_rows = tidy_rows(records.get("kernels", []))
     mc_rows = tidy_rows(records.get("mc_nngp", []))
     reference = float(settings["reference_slope"])
