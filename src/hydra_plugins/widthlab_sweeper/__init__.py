@@ -197,4 +197,21 @@ def end_runs(plan: Any, reasons: dict[int, str]) -> None:
     uri = str(tracking["uri"])
     experiment = ensure_experiment(uri, experiment_name(plan.resolved[0]), plan.study.question)
     for i, reason in reasons.items():
-        close_stale_runs(uri, experiment, plan.plans[i].key, "KILLED", reason=reason)
+        key = plan.plans[i].key
+        if close_stale_runs(uri, experiment, key, "KILLED", reason=reason) == 0:
+            tag_stopped_run(uri, experiment, key, reason)
+
+
+def tag_stopped_run(uri: str, experiment: str, key: str, reason: str) -> None:
+    """Give the job's newest run the reason its cluster job was lost, where the job ended that
+    run KILLED itself (SLURM's scancel sends SIGTERM first, `runtime.entry`) and so left no
+    RUNNING run for `close_stale_runs` to close."""
+    from widthlab.runtime.tracking import client
+
+    mlflow_client = client(uri)
+    newest = mlflow_client.search_runs(
+        [experiment], f"tags.`widthlab.key` = '{key}'", order_by=["start_time DESC"], max_results=1
+    )
+    if newest and newest[0].info.status == "KILLED":
+        if "widthlab.failure" not in newest[0].data.tags:
+            mlflow_client.set_tag(newest[0].info.run_id, "widthlab.failure", reason[:5000])
